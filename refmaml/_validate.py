@@ -1,0 +1,128 @@
+"""Input checks shared by every public function.
+
+Each check names the argument at fault and what was expected, and runs
+before any computation.  The dtype rules (``DESIGN.md``):
+
+* features: bool and integer arrays are promoted to float64; float32 and
+  float64 are kept; anything else (float16, complex, object, strings) is a
+  ``TypeError``;
+* parameters (``theta``, directions ``v``) and learning rates may also be
+  complex64 or complex128, so that complex-step derivatives work;
+* the computation runs in the result type of the parameters and features.
+"""
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+from . import _xp
+
+
+def as_array(xp, device, x, name):
+    """``x`` as an array of namespace ``xp`` on ``device`` (no copy when it already is one)."""
+    try:
+        return xp.asarray(x, device=device)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+
+
+def _float_dtype(xp, x, name, *, allow_complex):
+    dt = x.dtype
+    if xp.isdtype(dt, "bool") or xp.isdtype(dt, "integral"):
+        return xp.float64
+    if dt in (xp.float32, xp.float64):
+        return dt
+    if allow_complex and dt in (xp.complex64, xp.complex128):
+        return dt
+    allowed = "bool, integer, float32, float64" + (", complex64, complex128" if allow_complex else "")
+    raise TypeError(f"{name} has dtype {dt}; expected one of {allowed}")
+
+
+def check_finite(xp, x, name):
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or infinity; every entry must be finite")
+
+
+def floating(xp, device, x, name, *, allow_complex=False, ndims=None):
+    """Convert, check the dtype and rank, and check that every entry is finite."""
+    x = as_array(xp, device, x, name)
+    dtype = _float_dtype(xp, x, name, allow_complex=allow_complex)
+    if ndims is not None and x.ndim not in ndims:
+        expected = " or ".join(str(k) for k in ndims)
+        raise ValueError(f"{name} must have {expected} dimensions; got shape {tuple(x.shape)}")
+    if x.dtype != dtype:
+        x = xp.astype(x, dtype)
+    check_finite(xp, x, name)
+    return x
+
+
+def nonempty(x, name, axes):
+    """Each named axis (``{axis: meaning}``) of ``x`` must have positive length."""
+    for axis, meaning in axes.items():
+        if x.shape[axis] == 0:
+            raise ValueError(f"{name} has shape {tuple(x.shape)}: it needs at least one {meaning}")
+
+
+def l2(value):
+    """The ridge coefficient: a finite real number >= 0, returned as float."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.generic)):
+        raise TypeError(f"l2 must be a real number; got {type(value).__name__}")
+    if isinstance(value, np.generic) and not np.isrealobj(value):
+        raise TypeError(f"l2 must be a real number; got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"l2 must be finite; got {value}")
+    if value < 0:
+        raise ValueError(f"l2 must be >= 0; got {value}")
+    return value
+
+
+def steps(value, name="inner_steps"):
+    """A non-negative integer (booleans and floats are refused)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a non-negative integer; got a boolean")
+    try:
+        k = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a non-negative integer; got {value!r}") from None
+    if k < 0:
+        raise ValueError(f"{name} must be a non-negative integer; got {k}")
+    return k
+
+
+def scalar_rate(xp, device, value, name="inner_lr"):
+    """A finite real or complex scalar, as a 0-d array (dtype fixed later by the caller)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number; got a boolean")
+    if isinstance(value, (numbers.Number, np.generic)):
+        if np.asarray(value).dtype.kind not in "iufc":
+            raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+        value = np.asarray(value).item()
+    rate = as_array(xp, device, value, name)
+    if rate.ndim != 0:
+        raise ValueError(f"{name} must be a scalar; got an array of shape {tuple(rate.shape)}")
+    dtype = _float_dtype(xp, rate, name, allow_complex=True)
+    check_finite(xp, rate, name)
+    return cast(xp, rate, dtype)
+
+
+def choice(value, name, options):
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value
+
+
+def compute_dtype(xp, *arrays):
+    """Result type of the arrays: the dtype every computation of the call runs in."""
+    return xp.result_type(*(a.dtype for a in arrays))
+
+
+def cast(xp, x, dtype):
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
+def real_cast(xp, x, dtype):
+    """``x`` cast to the real dtype with the precision of ``dtype``."""
+    return cast(xp, x, _xp.real_dtype_of(xp, dtype))

@@ -1,0 +1,134 @@
+"""Array namespaces, devices and dtypes.
+
+This is the only module that knows which array library it is talking to.
+Everything else receives ``xp`` (an array-API namespace) from here and uses
+only what the array API standard, NumPy and CuPy share.
+
+Supported array libraries: NumPy, CuPy and array-api-strict.  Python
+scalars, NumPy scalars and (nested) lists are converted with the namespace
+of the other arguments of the same call, or with NumPy when there are none.
+"""
+
+import contextlib
+import numbers
+
+import array_api_compat
+import numpy as np
+
+_SUPPORTED = ("numpy", "cupy", "array_api_strict")
+
+
+def _library(x):
+    """Name of the array library an array comes from, or None for non-arrays."""
+    if isinstance(x, np.generic):
+        return None  # NumPy scalars behave like Python scalars
+    if array_api_compat.is_numpy_array(x):
+        return "numpy"
+    if array_api_compat.is_cupy_array(x):
+        return "cupy"
+    if type(x).__module__.split(".")[0] == "array_api_strict":
+        return "array_api_strict"
+    if array_api_compat.is_array_api_obj(x):
+        raise TypeError(
+            f"arrays of type {type(x).__module__}.{type(x).__name__} are not supported; "
+            f"refmaml computes with {', '.join(_SUPPORTED)}: convert the input first"
+        )
+    return None
+
+
+def namespace(**arrays):
+    """Array namespace and device shared by the named arguments.
+
+    Parameters are passed by name so that an error can say which argument
+    is at fault.  Arguments that are not arrays (lists, scalars, None) take
+    no part in the choice.
+
+    Returns
+    -------
+    xp : module
+        The array-API namespace (array-api-compat's wrapper for NumPy and CuPy).
+    device : object
+        The device the arrays live on.
+
+    Raises
+    ------
+    TypeError
+        When arrays from different libraries are mixed, or a library is unsupported.
+    ValueError
+        When arrays of one library live on different devices.
+    """
+    found = {}
+    for name, x in arrays.items():
+        lib = _library(x)
+        if lib is not None:
+            found.setdefault(lib, []).append(name)
+    if len(found) > 1:
+        parts = "; ".join(f"{', '.join(names)} from {lib}" for lib, names in found.items())
+        raise TypeError(
+            f"arguments mix array libraries ({parts}); pass every array from one library"
+        )
+    if not found:
+        return array_api_compat.array_namespace(np.empty(0)), "cpu"
+    first = next(iter(found.values()))[0]
+    xp = array_api_compat.array_namespace(arrays[first])
+    device = array_api_compat.device(arrays[first])
+    for name in found[next(iter(found))]:
+        other = array_api_compat.device(arrays[name])
+        if other != device:
+            raise ValueError(
+                f"argument {name!r} is on device {other}, but {first!r} is on {device}; "
+                "move every array to one device"
+            )
+    return xp, device
+
+
+def is_complex(xp, x):
+    return xp.isdtype(x.dtype, "complex floating")
+
+
+def real_part(xp, x):
+    """Real part of ``x``; ``x`` itself when it is real (no copy)."""
+    return xp.real(x) if is_complex(xp, x) else x
+
+
+def real_dtype_of(xp, dtype):
+    """The real floating dtype with the precision of ``dtype``."""
+    if dtype == xp.complex64:
+        return xp.float32
+    if dtype == xp.complex128:
+        return xp.float64
+    return dtype
+
+
+def complex_dtype_of(xp, dtype):
+    """The complex dtype with the precision of the real or complex ``dtype``."""
+    return xp.complex64 if dtype in (xp.float32, xp.complex64) else xp.complex128
+
+
+def eps(xp, dtype):
+    """Machine epsilon of a floating dtype (real or complex)."""
+    return float(xp.finfo(real_dtype_of(xp, dtype)).eps)
+
+
+def to_numpy(x):
+    """Copy an array to host memory as a NumPy array (documented host transfer)."""
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_numpy_array(x) or isinstance(x, (np.generic, numbers.Number)):
+        return np.asarray(x)
+    # array-api-strict and other DLPack producers: move to the default device first.
+    xp = array_api_compat.array_namespace(x)
+    if hasattr(xp, "Device") and array_api_compat.device(x) != xp.Device():
+        x = xp.asarray(x, device=xp.Device(), copy=True)
+    return np.from_dlpack(x)
+
+
+@contextlib.contextmanager
+def quiet_overflow():
+    """Silence NumPy's floating-point warnings inside a block whose results are
+    checked for finiteness afterwards (an overflow there becomes a ValueError).
+
+    CuPy and array-api-strict (on NumPy) emit no other warnings to silence.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        yield

@@ -1,0 +1,169 @@
+"""Derivative checks, public so that users can test their own code with them.
+
+Every function takes its namespace from its inputs (NumPy, CuPy or
+array-api-strict) and returns arrays of that namespace, or, for the
+``*_error`` functions, the measured error as a Python float.
+
+Two references are provided (``derivations/checks.md`` (D1)-(D3)):
+
+* **central differences** ``(f(x + h e) - f(x - h e)) / (2h)``: truncation
+  error ``O(h^2)``, rounding error ``O(eps / h)``; the default step
+  ``h = eps^(1/3) max(1, |x_j|)`` balances the two, which leaves about 2/3
+  of the digits (about ``1e-10`` relative at best in float64, and ``1e-6``
+  is the tolerance the tests use for well-scaled inputs);
+* the **complex step** ``Im f(x + i h e) / h``: no subtraction, hence no
+  cancellation; with ``h = 1e-20`` the truncation error ``O(h^2)`` is far
+  below rounding, so the result is exact to rounding (tolerance ``1e-12``).
+  It needs ``f`` to be analytic and written without ``abs``, ``conj`` or
+  comparisons on the imaginary part.
+
+``relative_error(a, b) = ||a - b|| / max(||b||, tiny)`` (D4) is the error
+measure everywhere; ``b`` is the reference.
+"""
+
+from array_api_compat import array_namespace, device
+
+from . import _xp
+
+COMPLEX_STEP = 1e-20
+
+
+def relative_error(a, b):
+    """``||a - b|| / max(||b||, tiny)`` over the whole arrays, as a float: ``derivations/checks.md`` (D4)."""
+    xp, _ = _xp.namespace(a=a, b=b)
+    a, b = xp.asarray(a), xp.asarray(b)
+    dtype = xp.result_type(a.dtype, b.dtype, xp.float32)
+    tiny = float(xp.finfo(_xp.real_dtype_of(xp, dtype)).smallest_normal)
+    diff = float(_norm(xp, a - b))
+    return diff / max(float(_norm(xp, b)), tiny)
+
+
+def _norm(xp, a):
+    a = xp.reshape(xp.asarray(a), (-1,))
+    if _xp.is_complex(xp, a):
+        a = xp.abs(a)
+    scale = xp.max(xp.abs(a)) if a.shape[0] else xp.asarray(0.0)
+    if float(scale) == 0.0:
+        return scale
+    return scale * xp.sqrt(xp.sum((a / scale) ** 2))
+
+
+def _basis(xp, x):
+    """The flattened ``x`` and the identity matrix of its size, both of ``x``'s dtype and device."""
+    flat = xp.reshape(x, (-1,))
+    return flat, xp.eye(flat.shape[0], dtype=x.dtype, device=device(x))
+
+
+def _scalar(xp, value, dev):
+    return xp.reshape(xp.asarray(value, device=dev), ())
+
+
+def _central_step(xp, x, step):
+    eps = _xp.eps(xp, x.dtype)
+    h = eps ** (1 / 3) if step is None else step
+    return h * xp.maximum(xp.abs(x), xp.ones_like(x))
+
+
+def central_difference_gradient(f, x, *, step=None):
+    """Gradient of the scalar function ``f`` at the real array ``x`` by central differences (D1).
+
+    Coordinate ``j`` uses ``h_j = step * max(1, |x_j|)``; ``step`` defaults to
+    ``eps^(1/3)`` of ``x``'s dtype.  Costs ``2 x.size`` calls of ``f``.
+    """
+    xp = array_namespace(x)
+    flat, eye = _basis(xp, x)
+    h = _central_step(xp, flat, step)
+    parts = []
+    for j in range(flat.shape[0]):
+        e = eye[j, ...] * h
+        plus, minus = flat + e, flat - e
+        df = _scalar(xp, f(xp.reshape(plus, x.shape)), device(x)) - _scalar(
+            xp, f(xp.reshape(minus, x.shape)), device(x))
+        parts.append(df / (plus[j] - minus[j]))
+    return xp.reshape(xp.stack(parts), x.shape)
+
+
+def complex_step_gradient(f, x, *, step=COMPLEX_STEP):
+    """Gradient of the real-analytic scalar ``f`` at the real array ``x`` by the complex step (D2).
+
+    ``grad_j = Im f(x + i h e_j) / h``; ``f`` must accept complex input.
+    Costs ``x.size`` calls of ``f``.
+    """
+    xp = array_namespace(x)
+    flat, eye = _basis(xp, x)
+    flat = xp.astype(flat, _xp.complex_dtype_of(xp, x.dtype))
+    parts = []
+    for j in range(flat.shape[0]):
+        value = _scalar(xp, f(xp.reshape(flat + (1j * step) * eye[j, ...], x.shape)), device(x))
+        parts.append(xp.imag(value) / step)
+    return xp.reshape(xp.stack(parts), x.shape)
+
+
+def directional_derivative(f, x, v, *, method="complex", step=None):
+    """Derivative of the scalar ``f`` at ``x`` along ``v``, ``d/dt f(x + t v)`` at ``t = 0`` (D1), (D2).
+
+    ``method`` is ``"complex"`` (default step 1e-20) or ``"central"`` (default
+    step ``eps^(1/3) max(1, ||x||) / ||v||``).  Returns a 0-d array.
+    """
+    xp = array_namespace(x, v)
+    return _along(xp, lambda z: _scalar(xp, f(z), device(x)), x, v, method, step)
+
+
+def _along(xp, F, x, v, method, step):
+    """Derivative of the array-valued ``F`` at ``x`` along ``v``."""
+    if method == "complex":
+        h = COMPLEX_STEP if step is None else step
+        z = xp.astype(x, _xp.complex_dtype_of(xp, x.dtype)) + (1j * h) * v
+        return xp.imag(F(z)) / h
+    if method == "central":
+        if step is None:
+            vnorm = float(_norm(xp, v))
+            if vnorm == 0.0:
+                raise ValueError("v must be non-zero")
+            step = _xp.eps(xp, x.dtype) ** (1 / 3) * max(1.0, float(_norm(xp, x))) / vnorm
+        return (F(x + step * v) - F(x - step * v)) / (2 * step)
+    raise ValueError(f"method must be 'complex' or 'central'; got {method!r}")
+
+
+def gradient_error(f, grad_f, x, *, method="complex", step=None):
+    """Relative error (D4) of ``grad_f(x)`` against the gradient of ``f`` by ``method``."""
+    if method == "complex":
+        ref = complex_step_gradient(f, x, step=COMPLEX_STEP if step is None else step)
+    elif method == "central":
+        ref = central_difference_gradient(f, x, step=step)
+    else:
+        raise ValueError(f"method must be 'complex' or 'central'; got {method!r}")
+    return relative_error(grad_f(x), ref)
+
+
+def directional_error(f, grad_f, x, v, *, method="complex", step=None):
+    """Relative error (D4) of ``<grad_f(x), v>`` against the directional derivative of ``f``."""
+    xp = array_namespace(x, v)
+    ref = directional_derivative(f, x, v, method=method, step=step)
+    return relative_error(xp.sum(grad_f(x) * v), ref)
+
+
+def hvp_reference(grad_f, x, v, *, method="complex", step=None):
+    """``H(x) v`` as the derivative of ``grad_f`` along ``v`` (D3), by ``method``."""
+    xp = array_namespace(x, v)
+    return _along(xp, grad_f, x, v, method, step)
+
+
+def hvp_error(grad_f, hvp_f, x, v, *, method="complex", step=None):
+    """Relative error (D4) of ``hvp_f(x, v)`` against differences of ``grad_f`` along ``v`` (D3)."""
+    return relative_error(hvp_f(x, v), hvp_reference(grad_f, x, v, method=method, step=step))
+
+
+def hvp_symmetry_error(hvp_f, x, u, v):
+    """Asymmetry ``|<u, H v> - <H u, v>| / max(||u|| ||H v||, ||H u|| ||v||, tiny)`` (D5).
+
+    The denominator is the Cauchy-Schwarz bound of both inner products, so the
+    measure does not blow up when ``<u, H v>`` is small by cancellation.
+    """
+    xp = array_namespace(x, u, v)
+    Hu, Hv = hvp_f(x, u), hvp_f(x, v)
+    gap = abs(float(xp.sum(u * Hv) - xp.sum(Hu * v)))
+    scale = max(float(_norm(xp, u)) * float(_norm(xp, Hv)),
+                float(_norm(xp, Hu)) * float(_norm(xp, v)),
+                float(xp.finfo(_xp.real_dtype_of(xp, x.dtype)).smallest_normal))
+    return gap / scale

@@ -1,0 +1,161 @@
+"""Binary logistic regression: ``p = sigmoid(X @ theta)``.
+
+Equations are in ``derivations/logistic.md``.  Shapes: one task has
+``theta (d,)``, ``X (n, d)``, labels ``y (n,)`` holding 0 and 1; a stack of
+``T`` tasks has ``X (T, n, d)``, ``y (T, n)`` and ``theta`` either shared,
+``(d,)``, or one per task, ``(T, d)``.  Every function returns per-task
+results (the task axis is dropped for one task).
+
+The private functions (``_loss``, ``_grad_state``, ``_hvp_state``,
+``_hessian``) are the model interface used by :mod:`refmaml.maml`: they take
+validated arrays with a task axis (``X (T, n, d)``, ``y (T, n)``, ``theta
+(d,)`` or ``(T, d)``) and check nothing.
+"""
+
+import sys
+
+from array_api_compat import array_namespace, device
+
+from .. import _validate
+from ..special import sigmoid, softplus
+from . import _prepare
+
+PARAM_NDIM = 1
+
+
+def labels(xp, dev, y, X, theta_shape, dtype, name="y"):
+    """Check binary labels and return them as ``dtype`` (0.0 and 1.0).
+
+    Accepted: bool arrays, integer arrays holding only 0 and 1, real float
+    arrays holding exactly 0.0 and 1.0; shape ``X.shape[:-1]``.
+    """
+    y = _validate.as_array(xp, dev, y, name)
+    kinds = ("bool", "integral", "real floating")
+    if not any(xp.isdtype(y.dtype, kind) for kind in kinds):
+        raise TypeError(f"{name} has dtype {y.dtype}; binary labels must be bool, integer or float 0/1")
+    if tuple(y.shape) != tuple(X.shape[:-1]):
+        raise ValueError(
+            f"{name} has shape {tuple(y.shape)}; expected {tuple(X.shape[:-1])} "
+            "(one label per example)"
+        )
+    if xp.isdtype(y.dtype, "real floating"):
+        _validate.check_finite(xp, y, name)
+    if not xp.isdtype(y.dtype, "bool") and not bool(xp.all((y == 0) | (y == 1))):
+        raise ValueError(f"{name} must hold only the labels 0 and 1")
+    return xp.astype(y, dtype)
+
+
+def _logits(theta, X):
+    """``z = X theta`` per task, ``(T, n)``: ``derivations/logistic.md`` (L1)."""
+    return (X @ theta[..., None])[..., 0]
+
+
+def _loss(theta, X, y, l2):
+    """Mean binary cross-entropy plus ridge, per task ``(T,)``: ``derivations/logistic.md`` (L2), (L8).
+
+    Each example's term is ``softplus(s z)`` with ``s = 1 - 2y``, exact for
+    both labels; the ridge uses ``theta * theta`` (not ``|theta|^2``) so that
+    it stays analytic for complex-step derivatives.
+    """
+    xp = array_namespace(X)
+    value = xp.mean(softplus((1 - 2 * y) * _logits(theta, X)), axis=-1)
+    if l2:
+        value = value + (l2 / 2) * xp.sum(theta * theta, axis=-1)
+    return value
+
+
+def _grad_state(theta, X, y, l2):
+    """Gradient ``(1/n) X^T (p - y) + l2 theta`` and the curvature weights at ``theta``.
+
+    ``derivations/logistic.md`` (L4), with the residual written
+    ``p - y = s sigmoid(s z)``, ``s = 1 - 2y`` (L9), and the weights
+    ``w = sigmoid(z) sigmoid(-z)`` of (L10), kept for Hessian-vector products
+    at the same point.  Returns ``(grad (T, d), w (T, n))``.
+    """
+    xp = array_namespace(X)
+    z = _logits(theta, X)
+    s = 1 - 2 * y
+    residual = s * sigmoid(s * z)
+    g = (xp.matrix_transpose(X) @ residual[..., None])[..., 0] / X.shape[-2]
+    if l2:
+        g = g + l2 * theta
+    return g, _weights(z)
+
+
+def _weights(z):
+    """Curvature weights ``w = sigmoid(z) sigmoid(-z) = p (1 - p)``: ``derivations/logistic.md`` (L3)."""
+    return sigmoid(z) * sigmoid(-z)
+
+
+def _hvp_state(w, X, v, l2):
+    """Hessian-vector product ``(1/n) X^T (w * (X v)) + l2 v``: ``derivations/logistic.md`` (L11).
+
+    ``w (T, n)`` are the curvature weights from :func:`_grad_state`; two
+    matrix-vector products per task and no ``d x d`` matrix.
+    """
+    xp = array_namespace(X)
+    Hv = (xp.matrix_transpose(X) @ (w * _logits(v, X))[..., None])[..., 0] / X.shape[-2]
+    if l2:
+        Hv = Hv + l2 * v
+    return Hv
+
+
+def _hessian(theta, X, l2):
+    """Explicit Hessian ``(1/n) X^T diag(w) X + l2 I``, ``(T, d, d)``: ``derivations/logistic.md`` (L10)."""
+    xp = array_namespace(X)
+    w = _weights(_logits(theta, X))
+    n, d = X.shape[-2:]
+    H = xp.matrix_transpose(X) @ (w[..., None] * X) / n
+    if l2:
+        H = H + l2 * xp.eye(d, dtype=H.dtype, device=device(H))
+    return H
+
+
+# ---------------------------------------------------------------- public API
+
+_MODEL = sys.modules[__name__]
+
+
+def loss(theta, X, y, *, l2=0.0):
+    """Mean binary cross-entropy plus ``(l2/2)||theta||^2``: ``derivations/logistic.md`` (L2).
+
+    Returns a 0-d array for one task, ``(T,)`` for a stack.
+    """
+    t, _ = _prepare.task(_MODEL, theta, X, y, l2)
+    return t.unbatch(_loss(t.theta, t.X, t.y, t.l2))
+
+
+def grad(theta, X, y, *, l2=0.0):
+    """Gradient of :func:`loss` with respect to ``theta``: ``derivations/logistic.md`` (L4).
+
+    Returns ``(d,)`` for one task, ``(T, d)`` for a stack.
+    """
+    t, _ = _prepare.task(_MODEL, theta, X, y, l2)
+    return t.unbatch(_grad_state(t.theta, t.X, t.y, t.l2)[0])
+
+
+def hvp(theta, X, y, v, *, l2=0.0):
+    """Hessian-vector product ``H(theta) v``: ``derivations/logistic.md`` (L11).
+
+    ``v`` has ``theta``'s shape, or ``(T, d)`` for a stack of tasks (one
+    direction per task).  ``y`` is checked but does not enter: the Hessian of
+    the cross-entropy does not depend on the labels.  Returns ``(d,)`` or ``(T, d)``.
+    """
+    t, extra = _prepare.task(_MODEL, theta, X, y, l2, v=v)
+    w = _weights(_logits(t.theta, t.X))
+    return t.unbatch(_hvp_state(w, t.X, extra["v"], t.l2))
+
+
+def hessian(theta, X, y, *, l2=0.0):
+    """Explicit Hessian ``(d, d)``, or ``(T, d, d)`` for a stack: ``derivations/logistic.md`` (L10).
+
+    For teaching and tests; the MAML code uses :func:`hvp` and never forms it.
+    """
+    t, _ = _prepare.task(_MODEL, theta, X, y, l2)
+    return t.unbatch(_hessian(t.theta, t.X, t.l2))
+
+
+def predict(theta, X):
+    """Probabilities ``sigmoid(X @ theta)``: ``(n,)`` for one task, ``(T, n)`` for a stack (L1)."""
+    t = _prepare.unlabelled(_MODEL, theta, X)
+    return t.unbatch(sigmoid(_logits(t.theta, t.X)))
