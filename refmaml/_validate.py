@@ -93,10 +93,17 @@ def steps(value, name="inner_steps"):
 
 
 def scalar_rate(xp, device, value, name="inner_lr"):
-    """A finite real or complex scalar, as a 0-d array (dtype fixed later by the caller)."""
+    """A finite real or complex scalar, as a 0-d array, and whether it is *weak*.
+
+    As in the array API's rules for Python scalars, a Python or NumPy scalar is
+    weak: it takes the precision of the arrays it meets (a real rate keeps
+    float32 data float32, a complex one only makes the computation complex).
+    A 0-d array takes part in type promotion like any array.
+    """
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a number; got a boolean")
-    if isinstance(value, (numbers.Number, np.generic)):
+    weak = isinstance(value, (numbers.Number, np.generic))
+    if weak:
         if np.asarray(value).dtype.kind not in "iufc":
             raise TypeError(f"{name} must be a number; got {type(value).__name__}")
         value = np.asarray(value).item()
@@ -105,7 +112,7 @@ def scalar_rate(xp, device, value, name="inner_lr"):
         raise ValueError(f"{name} must be a scalar; got an array of shape {tuple(rate.shape)}")
     dtype = _float_dtype(xp, rate, name, allow_complex=True)
     check_finite(xp, rate, name)
-    return cast(xp, rate, dtype)
+    return cast(xp, rate, dtype), weak
 
 
 def choice(value, name, options):

@@ -54,10 +54,13 @@ def _problem(theta, Xs, ys, Xq, yq, inner_lr, inner_steps, model, l2):
                 f"Xq has shape {tuple(Xq.shape)} but Xs has shape {tuple(Xs.shape)}; "
                 "they must agree in the number of tasks and of features"
             )
-    rate = _validate.scalar_rate(xp, device, inner_lr, "inner_lr")
+    rate, weak_rate = _validate.scalar_rate(xp, device, inner_lr, "inner_lr")
     steps = _validate.steps(inner_steps, "inner_steps")
     l2 = _validate.l2(l2)
-    dtype = _validate.compute_dtype(xp, theta, Xs, rate, *(() if Xq is None else (Xq,)))
+    dtype = _validate.compute_dtype(xp, theta, Xs, *(() if Xq is None else (Xq,)),
+                                    *(() if weak_rate else (rate,)))
+    if _xp.is_complex(xp, rate):
+        dtype = _xp.complex_dtype_of(xp, dtype)
     real = _xp.real_dtype_of(xp, dtype)
     ys = model.labels(xp, device, ys, Xs, theta.shape, real, "ys")
     if Xq is not None:

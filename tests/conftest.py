@@ -1,0 +1,87 @@
+"""Shared fixtures: array backends and hypothesis profiles.
+
+Backends: NumPy; array-api-strict on its default device and on ``device1``
+(which stands in for a GPU: mixing devices, or a hidden conversion through
+NumPy, fails there); CuPy when it is installed and a GPU is present
+(skipped otherwise).
+
+Hypothesis profiles: ``ci`` (the default: 30 examples per test,
+derandomised, so a CI run is reproducible and quick) and ``thorough``
+(1000 examples, random): ``pytest --hypothesis-profile=thorough``.
+"""
+
+import array_api_compat
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=30, derandomize=True, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("ci")
+
+
+class Backend:
+    """An array namespace and device, with conversions to and from NumPy."""
+
+    def __init__(self, name, xp, device):
+        self.name, self.xp, self.device = name, xp, device
+
+    def put(self, a, dtype=None):
+        """A NumPy array (or anything ``np.asarray`` takes) on this backend."""
+        a = np.asarray(a) if dtype is None else np.asarray(a, dtype=dtype)
+        return self.xp.asarray(a, device=self.device)
+
+    def get(self, a):
+        """Back to NumPy, checking namespace and device on the way."""
+        self.assert_home(a)
+        from refmaml._xp import to_numpy
+
+        return to_numpy(a)
+
+    def assert_home(self, a):
+        """``a`` belongs to this backend's namespace and lives on its device."""
+        assert array_api_compat.array_namespace(a) is self.xp, (
+            f"result is from {array_api_compat.array_namespace(a).__name__}, expected {self.xp.__name__}"
+        )
+        assert array_api_compat.device(a) == self.device
+
+    def __repr__(self):
+        return self.name
+
+
+def _backends():
+    out = [pytest.param(("numpy", None), id="numpy")]
+    out.append(pytest.param(("strict", "CPU_DEVICE"), id="strict"))
+    out.append(pytest.param(("strict", "device1"), id="strict-device1"))
+    out.append(pytest.param(("cupy", None), id="cupy"))
+    return out
+
+
+def _gpu_available():
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session", params=_backends())
+def backend(request):
+    lib, dev = request.param
+    if lib == "numpy":
+        return Backend("numpy", array_api_compat.array_namespace(np.empty(0)), "cpu")
+    if lib == "strict":
+        strict = pytest.importorskip("array_api_strict")
+        return Backend(f"strict:{dev}", strict, strict.Device(dev))
+    if not _gpu_available():
+        pytest.skip("CuPy tests need CuPy and an NVIDIA GPU")
+    import cupy
+
+    return Backend("cupy", array_api_compat.array_namespace(cupy.empty(0)), cupy.cuda.Device(0))

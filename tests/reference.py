@@ -1,0 +1,76 @@
+"""Independent NumPy references, written from the definitions alone.
+
+Nothing here imports refmaml.  The functions use the textbook formulas
+(``log(1 + exp(z))``, ``1 / (1 + exp(-z))``) and accept complex parameters,
+so that complex-step derivatives can be taken through them; they are meant
+for the moderate logits the tests draw (``|z| < 700``).
+"""
+
+import numpy as np
+
+COMPLEX_STEP = 1e-20
+
+
+def loss(theta, X, y, l2=0.0):
+    """Mean binary cross-entropy of sigmoid(X theta) plus (l2/2)||theta||^2, one task."""
+    z = X @ theta
+    return np.mean(np.log(1 + np.exp(z)) - y * z) + 0.5 * l2 * np.sum(theta * theta)
+
+
+def grad(theta, X, y, l2=0.0):
+    z = X @ theta
+    return X.T @ (1 / (1 + np.exp(-z)) - y) / X.shape[0] + l2 * theta
+
+
+def adapt(theta, Xs, ys, alpha, K, l2=0.0):
+    """Plain gradient descent on one task's support loss."""
+    for _ in range(K):
+        theta = theta - alpha * grad(theta, Xs, ys, l2)
+    return theta
+
+
+def meta_losses(theta, Xs, ys, Xq, yq, alpha, K, l2=0.0):
+    """Per-task query losses after adaptation; a Python loop over tasks."""
+    return np.array([loss(adapt(theta, Xs[t], ys[t], alpha, K, l2), Xq[t], yq[t])
+                     for t in range(Xs.shape[0])])
+
+
+def complex_step_gradient(f, x, h=COMPLEX_STEP):
+    """``Im f(x + i h e_j) / h`` for every coordinate j."""
+    x = np.asarray(x, dtype=complex)
+    out = np.empty(x.size)
+    for j in range(x.size):
+        e = np.zeros(x.size)
+        e[j] = h
+        out[j] = np.imag(f(x + 1j * e.reshape(x.shape))) / h
+    return out.reshape(x.shape)
+
+
+def complex_step_directional(F, x, v, h=COMPLEX_STEP):
+    """``Im F(x + i h v) / h``: derivative of an array-valued ``F`` along ``v``."""
+    return np.imag(F(np.asarray(x, dtype=complex) + 1j * h * v)) / h
+
+
+def central_gradient(f, x):
+    """Central differences with ``h_j = eps^(1/3) max(1, |x_j|)``."""
+    x = np.asarray(x, dtype=float)
+    out = np.empty(x.size)
+    for j in range(x.size):
+        e = np.zeros(x.size)
+        e[j] = np.cbrt(np.finfo(float).eps) * max(1.0, abs(x.flat[j]))
+        e = e.reshape(x.shape)
+        out[j] = (f(x + e) - f(x - e)) / (2 * e.flat[j])
+    return out.reshape(x.shape)
+
+
+def norm(a):
+    """Euclidean norm, scaled so that tiny or huge entries neither underflow nor overflow."""
+    a = np.abs(np.asarray(a)).ravel()
+    top = a.max(initial=0.0)
+    return 0.0 if top == 0 else top * np.sqrt(np.sum((a / top) ** 2))
+
+
+def rel_err(a, b, floor=0.0):
+    """``||a - b|| / max(||b||, floor, tiny)``: the relative error, with an optional scale floor."""
+    a, b = np.asarray(a), np.asarray(b)
+    return norm(a - b) / max(norm(b), floor, np.finfo(float).tiny)

@@ -1,0 +1,45 @@
+"""The refmaml command."""
+
+import subprocess
+import sys
+
+import pytest
+
+import refmaml
+from refmaml import cli, verify
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"refmaml {refmaml.__version__}"
+
+
+def test_verify_passes_and_prints_the_table(capsys):
+    assert cli.main(["verify", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "identity" in out and "tolerance" in out and "FAIL" not in out
+    rows = verify.run(seed=3)
+    assert all(r.passed for r in rows)
+    backends = {r.backend for r in rows}
+    assert "numpy" in backends
+    labels = {r.label for r in rows}
+    for needed in ("(L4)", "(L10)", "(L11)", "(M5)", "(M6)", "(M7)", "(M8)"):
+        assert any(needed in label for label in labels), needed
+    assert {r.dtype for r in rows} == {"float64", "float32"}
+
+
+def test_verify_reports_a_failure_with_exit_status_1(monkeypatch, capsys):
+    broken = list(verify.IDENTITIES)
+    name, label, tol, f64, _ = broken[0]
+    broken[0] = (name, label, tol, f64, lambda p: 1.0)
+    monkeypatch.setattr(verify, "IDENTITIES", broken)
+    assert cli.main(["verify"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "refmaml", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert refmaml.__version__ in out.stdout

@@ -1,0 +1,202 @@
+"""MAML: adaptation and the exact meta-gradient against independent references.
+
+The references in ``reference.py`` unroll the inner loop task by task with
+textbook formulas and no refmaml code.  Tolerances: complex step 1e-12 (exact
+to rounding through the whole unrolled loop), central differences 1e-6
+(``eps^(2/3)`` of the function's scale, about 1e-10 here, with room for the
+amplification of K steps).  The instances are seeded Gaussian problems; their
+meta-gradients are small only where the K factors ``(I - alpha H)`` contract
+(large alpha and l2), which shrinks every term alike rather than cancelling
+them, so the plain relative error is meaningful.
+"""
+
+import numpy as np
+import pytest
+
+import refmaml
+from refmaml.models import logistic
+
+from . import reference as ref
+
+ALPHAS = [-0.2, 0.1, 0.5, 1.5]
+
+
+def _problem(seed, T=3, n=5, m=7, d=4):
+    rng = np.random.default_rng(seed)
+    return dict(
+        theta=0.5 * rng.standard_normal(d),
+        Xs=rng.standard_normal((T, n, d)),
+        ys=rng.integers(0, 2, (T, n)).astype(float),
+        Xq=rng.standard_normal((T, m, d)),
+        yq=rng.integers(0, 2, (T, m)).astype(float),
+    )
+
+
+def _on(backend, p):
+    return {k: backend.put(v) for k, v in p.items()}
+
+
+def _ref_meta_loss(p, alpha, K, l2):
+    return lambda th: np.mean(ref.meta_losses(th, p["Xs"], p["ys"], p["Xq"], p["yq"], alpha, K, l2))
+
+
+@pytest.mark.parametrize("K", range(11))
+@pytest.mark.parametrize("alpha", ALPHAS)
+@pytest.mark.parametrize("l2", [0.0, 0.3])
+def test_meta_gradient_against_complex_step_through_unrolled_loop(backend, K, alpha, l2):
+    """(M6) against Im L(theta + i h e_j) / h of the reference unrolled loop, K = 0..10."""
+    p = _problem(seed=K)
+    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), inner_lr=alpha, inner_steps=K, l2=l2)
+    backend.assert_home(loss)
+    backend.assert_home(g)
+    assert loss.shape == () and g.shape == (4,)
+    f = _ref_meta_loss(p, alpha, K, l2)
+    want = ref.complex_step_gradient(f, p["theta"])
+    assert ref.rel_err(backend.get(g), want) <= 1e-12
+    assert abs(float(backend.get(loss)) - f(p["theta"])) <= 1e-14 * abs(f(p["theta"]))
+
+
+@pytest.mark.parametrize("K", [1, 4, 10])
+@pytest.mark.parametrize("alpha", [0.1, 1.0])
+def test_meta_gradient_against_central_differences(K, alpha):
+    p = _problem(seed=100 + K)
+    _, g = refmaml.meta_value_and_grad(**p, inner_lr=alpha, inner_steps=K, l2=0.1)
+    want = ref.central_gradient(_ref_meta_loss(p, alpha, K, 0.1), p["theta"])
+    assert ref.rel_err(g, want) <= 1e-6
+
+
+def test_complex_inner_lr_gives_the_rate_derivative():
+    """The meta-loss is analytic in inner_lr too: a complex rate carries d(meta-loss)/d(alpha)."""
+    p = _problem(seed=7)
+    h = 1e-20
+    loss_c, _ = refmaml.meta_value_and_grad(**p, inner_lr=0.4 + 1j * h, inner_steps=3)
+
+    def ref_f(a):
+        return np.mean(ref.meta_losses(p["theta"], p["Xs"], p["ys"], p["Xq"], p["yq"], a[0], 3))
+
+    want = ref.complex_step_gradient(ref_f, np.array([0.4]))[0]
+    assert abs(np.imag(complex(loss_c)) / h - want) <= 1e-12 * abs(want)
+
+
+@pytest.mark.parametrize("K", [0, 1, 3, 10])
+def test_first_order_is_query_gradient_at_adapted_parameters(backend, K):
+    """(M8): first_order=True returns grad L_q(theta_K), averaged over tasks."""
+    p = _problem(seed=K)
+    _, g = refmaml.meta_value_and_grad(**_on(backend, p), inner_lr=0.5, inner_steps=K, l2=0.2,
+                                       first_order=True)
+    want = np.mean([ref.grad(ref.adapt(p["theta"], p["Xs"][t], p["ys"][t], 0.5, K, 0.2),
+                             p["Xq"][t], p["yq"][t]) for t in range(3)], axis=0)
+    assert ref.rel_err(backend.get(g), want) <= 1e-13
+
+
+@pytest.mark.parametrize("kw", [dict(inner_steps=0, inner_lr=0.5), dict(inner_steps=5, inner_lr=0.0)])
+def test_no_adaptation_reduces_to_query_gradient(backend, kw):
+    """(M7): K = 0 or alpha = 0 gives the query gradient at theta itself, exactly."""
+    p = _problem(seed=3)
+    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), **kw, l2=0.3)
+    pb = _on(backend, p)
+    want = backend.xp.mean(logistic.grad(pb["theta"], pb["Xq"], pb["yq"]), axis=0)
+    assert np.array_equal(backend.get(g), backend.get(want))
+    assert float(backend.get(loss)) == float(backend.get(backend.xp.mean(
+        logistic.loss(pb["theta"], pb["Xq"], pb["yq"]))))
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_batch_equals_mean_of_single_tasks(backend, first_order):
+    """(M4): a stack of tasks gives the mean of the single-task results."""
+    p = _problem(seed=11, T=5)
+    kw = dict(inner_lr=0.3, inner_steps=4, l2=0.1, first_order=first_order)
+    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), **kw)
+    singles = [refmaml.meta_value_and_grad(
+        backend.put(p["theta"]), *(backend.put(p[k][t]) for k in ("Xs", "ys", "Xq", "yq")), **kw)
+        for t in range(5)]
+    assert ref.rel_err(backend.get(g), np.mean([backend.get(s[1]) for s in singles], axis=0)) <= 1e-14
+    assert ref.rel_err(backend.get(loss), np.mean([backend.get(s[0]) for s in singles])) <= 1e-14
+    one_loss, one_g = singles[0]
+    assert one_loss.shape == () and one_g.shape == (4,)
+
+
+def test_reductions(backend):
+    p = _problem(seed=5, T=4)
+    kw = dict(inner_lr=0.3, inner_steps=2)
+    mean = refmaml.meta_value_and_grad(**_on(backend, p), **kw)
+    total = refmaml.meta_value_and_grad(**_on(backend, p), **kw, reduction="sum")
+    each = refmaml.meta_value_and_grad(**_on(backend, p), **kw, reduction="none")
+    for a in (*mean, *total, *each):
+        backend.assert_home(a)
+    assert each[0].shape == (4,) and each[1].shape == (4, 4)
+    losses, grads = backend.get(each[0]), backend.get(each[1])
+    assert ref.rel_err(backend.get(total[1]), grads.sum(axis=0)) <= 1e-15
+    assert ref.rel_err(backend.get(mean[1]), grads.mean(axis=0)) <= 1e-15
+    assert ref.rel_err(backend.get(total[0]), losses.sum()) <= 1e-15
+    for t in range(4):
+        f = lambda th, t=t: ref.meta_losses(th, p["Xs"][t:t + 1], p["ys"][t:t + 1],
+                                            p["Xq"][t:t + 1], p["yq"][t:t + 1], 0.3, 2)[0]
+        assert ref.rel_err(grads[t], ref.complex_step_gradient(f, p["theta"])) <= 1e-12
+    one = refmaml.meta_value_and_grad(*(backend.put(p[k][0]) if k != "theta" else backend.put(p[k])
+                                        for k in ("theta", "Xs", "ys", "Xq", "yq")), **kw,
+                                      reduction="none")
+    assert one[0].shape == () and one[1].shape == (4,)
+
+
+def test_adapt_matches_reference_and_trajectory(backend):
+    """(M2): every iterate equals the reference gradient-descent loop."""
+    p = _problem(seed=2)
+    pb = _on(backend, p)
+    traj = refmaml.adapt(pb["theta"], pb["Xs"], pb["ys"], inner_lr=0.7, inner_steps=4,
+                                 l2=0.2, return_trajectory=True)
+    backend.assert_home(traj)
+    assert traj.shape == (5, 3, 4)
+    traj = backend.get(traj)
+    for k in range(5):
+        for t in range(3):
+            want = ref.adapt(p["theta"], p["Xs"][t], p["ys"][t], 0.7, k, 0.2)
+            assert ref.rel_err(traj[k, t], want) <= 1e-14
+    last = refmaml.adapt(pb["theta"], pb["Xs"], pb["ys"], inner_lr=0.7, inner_steps=4, l2=0.2)
+    assert np.array_equal(backend.get(last), traj[-1])
+    single = refmaml.adapt(pb["theta"], pb["Xs"][0, ...], pb["ys"][0, ...], inner_lr=0.7,
+                           inner_steps=4, l2=0.2, return_trajectory=True)
+    assert single.shape == (5, 4)
+
+
+def test_adapt_with_zero_steps_returns_a_copy_per_task():
+    theta = np.array([1.0, 2.0])
+    out = refmaml.adapt(theta, np.ones((3, 2, 2)), np.zeros((3, 2)), inner_lr=0.1, inner_steps=0)
+    assert out.shape == (3, 2) and np.all(out == theta)
+    out[...] = 0  # writable, and not a view of theta
+    assert np.all(theta == [1.0, 2.0])
+
+
+def test_meta_gradient_is_never_built_from_a_hessian(monkeypatch):
+    """The meta-gradient path uses Hessian-vector products only (no d x d matrix)."""
+    def forbidden(*a, **k):
+        raise AssertionError("explicit Hessian formed")
+
+    monkeypatch.setattr(logistic, "_hessian", forbidden)
+    p = _problem(seed=0)
+    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3)
+
+
+def test_float32_stays_float32_and_is_accurate():
+    p = _problem(seed=9)
+    p32 = {k: v.astype(np.float32) for k, v in p.items()}
+    loss, g = refmaml.meta_value_and_grad(**p32, inner_lr=0.3, inner_steps=3)
+    assert loss.dtype == np.float32 and g.dtype == np.float32
+    _, g64 = refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3)
+    # float32 inputs are the float64 ones rounded; the result moves by a few eps32 times K.
+    assert ref.rel_err(g, g64) <= 100 * np.finfo(np.float32).eps
+
+
+def test_mixed_precision_follows_result_type():
+    p = _problem(seed=9)
+    p["theta"] = p["theta"].astype(np.float32)
+    loss, g = refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3)
+    assert g.dtype == np.float64 and loss.dtype == np.float64
+
+
+def test_diverging_inner_loop_is_an_error_without_warnings():
+    p = _problem(seed=1)
+    with pytest.raises(ValueError, match="inner loop overflowed"):
+        refmaml.meta_value_and_grad(**p, inner_lr=1e308, inner_steps=3)
+    with pytest.raises(ValueError, match="inner loop overflowed"):
+        refmaml.adapt(p["theta"], p["Xs"], p["ys"], inner_lr=-1e3, inner_steps=200, l2=1.0)
