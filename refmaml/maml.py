@@ -141,13 +141,15 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     Meta-gradient (M6), by reverse accumulation with Hessian-vector products
     (never a Hessian): ``g_K = grad L_q(theta_K)``, then
     ``g_k = g_{k+1} - inner_lr * H_s(theta_k) g_{k+1}`` for ``k = K-1..0``;
-    the answer is ``g_0``.  About ``2K + 1`` gradient evaluations per task.
+    the answer is ``g_0``.  Cost (M9): ``K`` support gradients, ``K``
+    Hessian-vector products and one query gradient per task, about ``2K + 1``
+    gradient evaluations, with ``O(K n)`` memory for the curvature weights.
     ``first_order=True`` drops the Hessian terms (M8) and returns ``g_K``.
 
     ``reduction``: ``"mean"`` or ``"sum"`` over tasks gives a 0-d loss and a
     gradient of ``theta``'s shape; ``"none"`` gives per-task losses ``(T,)``
     and gradients ``(T,) + theta.shape`` (no task axis for one task).
-    ``l2`` enters the support loss only.
+    ``l2`` enters the support loss only (M1).
 
     Returns ``(meta_loss, meta_grad)``, arrays of the inputs' namespace and device.
     """

@@ -168,13 +168,32 @@ def test_adapt_with_zero_steps_returns_a_copy_per_task():
 
 
 def test_meta_gradient_is_never_built_from_a_hessian(monkeypatch):
-    """The meta-gradient path uses Hessian-vector products only (no d x d matrix)."""
+    """(M6): the meta-gradient path uses Hessian-vector products only (no d x d matrix)."""
     def forbidden(*a, **k):
         raise AssertionError("explicit Hessian formed")
 
     monkeypatch.setattr(logistic, "_hessian", forbidden)
     p = _problem(seed=0)
     refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3)
+
+
+@pytest.mark.parametrize("K", [0, 1, 6])
+def test_cost_is_K_gradients_K_hvps_and_one_query_gradient(monkeypatch, K):
+    """(M9): the exact meta-gradient evaluates K support gradients, K HVPs, one query gradient."""
+    calls = {"grad": 0, "hvp": 0}
+    for name, key in (("_grad_state", "grad"), ("_hvp_state", "hvp")):
+        original = getattr(logistic, name)
+
+        def counted(*a, _original=original, _key=key, **k):
+            calls[_key] += 1
+            return _original(*a, **k)
+
+        monkeypatch.setattr(logistic, name, counted)
+    refmaml.meta_value_and_grad(**_problem(seed=0), inner_lr=0.3, inner_steps=K)
+    assert calls == {"grad": K + 1, "hvp": K}
+    calls.update(grad=0, hvp=0)
+    refmaml.meta_value_and_grad(**_problem(seed=0), inner_lr=0.3, inner_steps=K, first_order=True)
+    assert calls == {"grad": K + 1, "hvp": 0}
 
 
 def test_float32_stays_float32_and_is_accurate():
