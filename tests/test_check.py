@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from array_api_compat import array_namespace, device
 
 from refmaml import check
 
@@ -12,23 +13,23 @@ def f(x):
 
 
 def check_sum_sin(x):
-    xp = x.__array_namespace__()
+    xp = array_namespace(x)
     return xp.sum(xp.sin(x))
 
 
 def grad_f(x):
-    xp = x.__array_namespace__()
+    xp = array_namespace(x)
     g = xp.cos(x)
-    e0 = xp.asarray([1.0] + [0.0] * (x.shape[0] - 1), device=x.device)
-    elast = xp.asarray([0.0] * (x.shape[0] - 1) + [1.0], device=x.device)
+    e0 = xp.asarray([1.0] + [0.0] * (x.shape[0] - 1), device=device(x))
+    elast = xp.asarray([0.0] * (x.shape[0] - 1) + [1.0], device=device(x))
     return g + e0 * (3 * x[0] ** 2 + x[-1]) + elast * x[0]
 
 
 def hvp_f(x, v):
-    xp = x.__array_namespace__()
+    xp = array_namespace(x)
     n = x.shape[0]
-    e0 = xp.asarray([1.0] + [0.0] * (n - 1), device=x.device)
-    elast = xp.asarray([0.0] * (n - 1) + [1.0], device=x.device)
+    e0 = xp.asarray([1.0] + [0.0] * (n - 1), device=device(x))
+    elast = xp.asarray([0.0] * (n - 1) + [1.0], device=device(x))
     return -xp.sin(x) * v + e0 * (6 * x[0] * v[0] + v[-1]) + elast * v[0]
 
 
