@@ -50,8 +50,8 @@ def floating(xp, device, x, name, *, allow_complex=False, ndims=None):
     x = as_array(xp, device, x, name)
     dtype = _float_dtype(xp, x, name, allow_complex=allow_complex)
     if ndims is not None and x.ndim not in ndims:
-        expected = " or ".join(str(k) for k in ndims)
-        raise ValueError(f"{name} must have {expected} dimensions; got shape {tuple(x.shape)}")
+        expected = " or ".join(f"{k}-D" for k in ndims)
+        raise ValueError(f"{name} must be {expected}; got shape {tuple(x.shape)}")
     if x.dtype != dtype:
         x = xp.astype(x, dtype)
     check_finite(xp, x, name)
@@ -66,10 +66,12 @@ def nonempty(x, name, axes):
 
 
 def l2(value):
-    """The ridge coefficient: a finite real number >= 0, returned as float."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.generic)):
-        raise TypeError(f"l2 must be a real number; got {type(value).__name__}")
-    if isinstance(value, np.generic) and not np.isrealobj(value):
+    """The ridge coefficient: a finite real number >= 0 (Python, NumPy or 0-d array), as float."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if not real and getattr(value, "ndim", None) == 0 and hasattr(value, "dtype"):
+        xp = _xp.namespace(l2=value)[0]
+        real = xp.isdtype(value.dtype, ("integral", "real floating"))
+    if not real:
         raise TypeError(f"l2 must be a real number; got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):

@@ -69,10 +69,11 @@ def namespace(**arrays):
         )
     if not found:
         return array_api_compat.array_namespace(np.empty(0)), "cpu"
-    first = next(iter(found.values()))[0]
+    ((_, names),) = found.items()
+    first = names[0]
     xp = array_api_compat.array_namespace(arrays[first])
     device = array_api_compat.device(arrays[first])
-    for name in found[next(iter(found))]:
+    for name in names[1:]:
         other = array_api_compat.device(arrays[name])
         if other != device:
             raise ValueError(

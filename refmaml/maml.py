@@ -97,8 +97,12 @@ def _inner_loop(p, keep):
 
 
 def _require_finite(p, what, *arrays):
+    """One device-to-host read of a flag: are all ``arrays`` finite?"""
     xp = p.xp
-    if not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
+    finite = xp.all(xp.isfinite(arrays[0]))
+    for a in arrays[1:]:
+        finite = finite & xp.all(xp.isfinite(a))
+    if not bool(finite):
         raise ValueError(
             f"the inner loop overflowed: {what} is not finite after {p.steps} steps "
             f"with inner_lr={complex(p.rate) if _xp.is_complex(xp, p.rate) else float(p.rate)}; "
@@ -127,8 +131,9 @@ def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0,
     if return_trajectory:
         out = xp.stack(iterates, axis=0)
         return out if p.batched else out[:, 0, ...]
-    out = xp.asarray(theta_K, copy=True)
-    return out if p.batched else out[0, ...]
+    if p.steps == 0:  # theta_K is a broadcast view of the input: hand back a copy
+        theta_K = xp.asarray(theta_K, copy=True)
+    return theta_K if p.batched else theta_K[0, ...]
 
 
 def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="logistic",

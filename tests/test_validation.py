@@ -62,6 +62,9 @@ BAD_META = [
     (dict(l2=True), TypeError, "l2"),
     (dict(l2="1"), TypeError, "l2"),
     (dict(l2=1j), TypeError, "l2"),
+    (dict(l2=np.array([0.1])), TypeError, "l2"),
+    (dict(l2=np.array(1j)), TypeError, "l2"),
+    (dict(l2=np.array(-1.0)), ValueError, "l2"),
     (dict(inner_steps=-1), ValueError, "inner_steps"),
     (dict(inner_steps=2.0), TypeError, "inner_steps"),
     (dict(inner_steps=2.5), TypeError, "inner_steps"),
@@ -215,7 +218,8 @@ def test_complex_theta_and_rate_are_accepted():
 
 def test_negative_and_zero_rates_and_zero_steps_are_valid():
     for kw in (dict(inner_lr=-0.5), dict(inner_lr=0), dict(inner_steps=0), dict(inner_lr=np.float32(0.1)),
-               dict(inner_steps=np.int64(3)), dict(inner_lr=np.array(0.1))):
+               dict(inner_steps=np.int64(3)), dict(inner_lr=np.array(0.1)), dict(l2=np.array(0.5)),
+               dict(l2=np.float32(0.5)), dict(l2=2)):
         loss, g = meta(**kw)
         assert np.all(np.isfinite(g))
 

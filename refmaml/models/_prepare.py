@@ -1,8 +1,9 @@
 """Validation and batching shared by the public functions of every model.
 
 A model module provides ``PARAM_NDIM`` (rank of one task's parameters:
-1 for ``(d,)``, 2 for ``(d, C)``) and ``labels(xp, y, theta_shape, dtype, name)``
-which checks and converts the labels.  The functions here do the rest: they
+1 for ``(d,)``, 2 for ``(d, C)``) and
+``labels(xp, device, y, X, theta_shape, dtype, name)``, which checks the
+labels against the features and parameters and converts them to ``dtype``.  The functions here do the rest: they
 take the namespace from the inputs, apply the dtype rules, check ranks and
 shapes, and give every array a leading task axis so that the model's private
 functions see one layout only.
@@ -22,7 +23,6 @@ class Task:
     passed a task axis (results drop it when not).
     """
 
-    xp: object
     theta: object
     X: object
     y: object
@@ -67,50 +67,34 @@ def parameters(xp, device, model, theta, X, name, X_name, *, allow_task_axis):
     return theta
 
 
-def task(model, theta, X, y, l2, names=("theta", "X", "y"), **extra):
+def task(model, theta, X, y, l2=0.0, **extra):
     """Validate one model call; returns a :class:`Task` and the converted ``extra`` arrays.
 
-    ``extra`` holds further parameter-shaped arrays by name (the HVP's ``v``),
-    each of ``theta``'s shape or, for a stack of tasks, of shape ``(T,) + P``.
+    ``y=None`` for calls without labels (prediction).  ``extra`` holds further
+    parameter-shaped arrays by name (the HVP's ``v``), each of ``theta``'s
+    shape or, for a stack of tasks, of shape ``(T,) + P``.
     """
-    theta_name, X_name, y_name = names
-    xp, device = _xp.namespace(**{theta_name: theta, X_name: X, y_name: y}, **extra)
-    X = features(xp, device, X, X_name)
-    theta = parameters(xp, device, model, theta, X, theta_name, X_name, allow_task_axis=True)
-    l2 = _validate.l2(l2)
-    converted = {}
-    for name, v in extra.items():
-        v = _validate.floating(xp, device, v, name, allow_complex=True)
-        per_task = tuple(theta.shape[-model.PARAM_NDIM:])
-        shapes = {tuple(theta.shape)}
-        if X.ndim == 3:
-            shapes.add((X.shape[0],) + per_task)
-        if tuple(v.shape) not in shapes:
-            raise ValueError(
-                f"{name} has shape {tuple(v.shape)}; expected "
-                + " or ".join(str(s) for s in sorted(shapes, key=len))
-            )
-        converted[name] = v
-    dtype = _validate.compute_dtype(xp, theta, X, *converted.values())
-    y = model.labels(xp, device, y, X, theta.shape, _xp.real_dtype_of(xp, dtype), y_name)
-    batched = X.ndim == 3
-    X = _validate.real_cast(xp, X, dtype)
-    theta = _validate.cast(xp, theta, dtype)
-    converted = {k: _validate.cast(xp, v, dtype) for k, v in converted.items()}
-    if not batched:
-        X, y = xp.expand_dims(X, axis=0), xp.expand_dims(y, axis=0)
-        converted = {k: xp.expand_dims(v, axis=0) for k, v in converted.items()}
-    return Task(xp, theta, X, y, l2, batched), converted
-
-
-def unlabelled(model, theta, X):
-    """Validate ``(theta, X)`` for a call without labels (prediction)."""
-    xp, device = _xp.namespace(theta=theta, X=X)
+    xp, device = _xp.namespace(theta=theta, X=X, y=y, **extra)
     X = features(xp, device, X, "X")
     theta = parameters(xp, device, model, theta, X, "theta", "X", allow_task_axis=True)
-    dtype = _validate.compute_dtype(xp, theta, X)
+    l2 = _validate.l2(l2)
+    per_task = tuple(theta.shape[-model.PARAM_NDIM:])
+    shapes = [tuple(theta.shape)] + ([(X.shape[0],) + per_task] if X.ndim == 3 else [])
+    for name, v in extra.items():
+        v = _validate.floating(xp, device, v, name, allow_complex=True)
+        if tuple(v.shape) not in shapes:
+            raise ValueError(f"{name} has shape {tuple(v.shape)}; expected "
+                             + " or ".join(str(s) for s in shapes))
+        extra[name] = v
+    dtype = _validate.compute_dtype(xp, theta, X, *extra.values())
+    if y is not None:
+        y = model.labels(xp, device, y, X, theta.shape, _xp.real_dtype_of(xp, dtype), "y")
     batched = X.ndim == 3
-    X = _validate.real_cast(xp, X, dtype)
-    if not batched:
-        X = xp.expand_dims(X, axis=0)
-    return Task(xp, _validate.cast(xp, theta, dtype), X, None, 0.0, batched)
+
+    def stack(a):
+        return a if batched else xp.expand_dims(a, axis=0)
+
+    X = stack(_validate.real_cast(xp, X, dtype))
+    y = None if y is None else stack(y)
+    extra = {k: stack(_validate.cast(xp, v, dtype)) for k, v in extra.items()}
+    return Task(_validate.cast(xp, theta, dtype), X, y, l2, batched), extra

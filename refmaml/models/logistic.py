@@ -149,13 +149,13 @@ def hvp(theta, X, y, v, *, l2=0.0):
 def hessian(theta, X, y, *, l2=0.0):
     """Explicit Hessian ``(d, d)``, or ``(T, d, d)`` for a stack: ``derivations/logistic.md`` (L10).
 
-    For teaching and tests; the MAML code uses :func:`hvp` and never forms it.
+    For teaching and tests; the MAML code uses Hessian-vector products (L11) and never forms it.
     """
     t, _ = _prepare.task(_MODEL, theta, X, y, l2)
     return t.unbatch(_hessian(t.theta, t.X, t.l2))
 
 
 def predict(theta, X):
-    """Probabilities ``sigmoid(X @ theta)``: ``(n,)`` for one task, ``(T, n)`` for a stack (L1)."""
-    t = _prepare.unlabelled(_MODEL, theta, X)
+    """Probabilities ``sigmoid(X @ theta)``: ``(n,)`` for one task, ``(T, n)`` for a stack: ``derivations/logistic.md`` (L1)."""
+    t, _ = _prepare.task(_MODEL, theta, X, None)
     return t.unbatch(sigmoid(_logits(t.theta, t.X)))
