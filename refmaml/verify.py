@@ -119,7 +119,7 @@ def _psd(p):
 
 
 def _saturated(p):
-    """Logits of +-1e4: loss 5000 and gradient 0.5 exactly (to rounding), derivations/logistic.md (L8), (L9)."""
+    """Logits of +-1e4: loss 5000 and gradient 0.5, exact to rounding (logistic.md (L8), (L9))."""
     theta, X = p.put([1e4]), p.put([[1.0], [1.0], [-1.0], [-1.0]])
     y = p.put([0, 1, 0, 1])
     e_loss = check.relative_error(logistic.loss(theta, X, y), p.put(5000.0))
@@ -129,7 +129,6 @@ def _saturated(p):
 
 def _one_step(p):
     """K = 1 against (I - alpha H_s(theta)) grad L_q(theta_1) with explicit Hessians (M5)."""
-    xp = p.xp
     _, g = p.meta(inner_steps=1, reduction="none")(p.theta)
     theta1 = adapt(p.theta, p.Xs, p.ys, inner_lr=p.alpha, inner_steps=1, l2=p.l2)
     Hs = logistic.hessian(p.theta, p.Xs, p.ys, l2=p.l2)

@@ -51,7 +51,7 @@ def sources():
 
 
 def test_labels_are_numbered_without_gaps():
-    for prefix, (name, numbers) in defined().items():
+    for name, numbers in defined().values():
         assert numbers == set(range(1, max(numbers) + 1)), f"{name}: labels {sorted(numbers)}"
 
 

@@ -70,7 +70,7 @@ def _grad_scale(theta, X, y, l2):
 def _hvp_scale(theta, X, y, v, l2):
     out = []
     vs = v if v.ndim == 2 else [v] * (1 if X.ndim == 2 else X.shape[0])
-    for (th, Xt, _), vt in zip(_tasks(theta, X, y), vs):
+    for (th, Xt, _), vt in zip(_tasks(theta, X, y), vs, strict=True):
         w = scipy.special.expit(Xt @ th) * scipy.special.expit(-(Xt @ th))
         out.append(np.abs(Xt).T @ (w * np.abs(Xt @ vt)) / Xt.shape[0] + l2 * np.abs(vt))
     return ref.norm(np.array(out))

@@ -130,8 +130,10 @@ def test_reductions(backend):
     assert ref.rel_err(backend.get(mean[1]), grads.mean(axis=0)) <= 1e-15
     assert ref.rel_err(backend.get(total[0]), losses.sum()) <= 1e-15
     for t in range(4):
-        f = lambda th, t=t: ref.meta_losses(th, p["Xs"][t:t + 1], p["ys"][t:t + 1],
-                                            p["Xq"][t:t + 1], p["yq"][t:t + 1], 0.3, 2)[0]
+        def f(th, t=t):
+            return ref.meta_losses(th, p["Xs"][t:t + 1], p["ys"][t:t + 1],
+                                   p["Xq"][t:t + 1], p["yq"][t:t + 1], 0.3, 2)[0]
+
         assert ref.rel_err(grads[t], ref.complex_step_gradient(f, p["theta"])) <= 1e-12
     one = refmaml.meta_value_and_grad(*(backend.put(p[k][0]) if k != "theta" else backend.put(p[k])
                                         for k in ("theta", "Xs", "ys", "Xq", "yq")), **kw,

@@ -236,8 +236,8 @@ def _awkward(a):
 
 def test_read_only_fortran_and_strided_inputs_work_and_are_not_modified():
     expected = meta()
-    for variant in zip(*(_awkward(GOOD[k]) for k in GOOD)):
-        args = dict(zip(GOOD, variant))
+    for variant in zip(*(_awkward(GOOD[k]) for k in GOOD), strict=True):
+        args = dict(zip(GOOD, variant, strict=True))
         before = {k: v.tobytes() for k, v in args.items()}
         got = meta(**args)
         # BLAS may take another kernel for another memory layout: last-bit differences only.

@@ -3,10 +3,10 @@
 A model module provides ``PARAM_NDIM`` (rank of one task's parameters:
 1 for ``(d,)``, 2 for ``(d, C)``) and
 ``labels(xp, device, y, X, theta_shape, dtype, name)``, which checks the
-labels against the features and parameters and converts them to ``dtype``.  The functions here do the rest: they
-take the namespace from the inputs, apply the dtype rules, check ranks and
-shapes, and give every array a leading task axis so that the model's private
-functions see one layout only.
+labels against the features and parameters and converts them to ``dtype``.
+The functions here do the rest: they take the namespace from the inputs,
+apply the dtype rules, check ranks and shapes, and give every array a leading
+task axis so that the model's private functions see one layout only.
 """
 
 from dataclasses import dataclass

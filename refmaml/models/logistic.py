@@ -156,6 +156,9 @@ def hessian(theta, X, y, *, l2=0.0):
 
 
 def predict(theta, X):
-    """Probabilities ``sigmoid(X @ theta)``: ``(n,)`` for one task, ``(T, n)`` for a stack: ``derivations/logistic.md`` (L1)."""
+    """Probabilities ``sigmoid(X @ theta)``: ``derivations/logistic.md`` (L1).
+
+    Returns ``(n,)`` for one task, ``(T, n)`` for a stack.
+    """
     t, _ = _prepare.task(_MODEL, theta, X, None)
     return t.unbatch(sigmoid(_logits(t.theta, t.X)))
