@@ -32,6 +32,8 @@ def relative_error(a, b):
     """``||a - b|| / max(||b||, tiny)`` over the whole arrays, as a float: ``derivations/checks.md`` (D4)."""
     xp, _ = _xp.namespace(a=a, b=b)
     a, b = xp.asarray(a), xp.asarray(b)
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"a has shape {tuple(a.shape)} but b has shape {tuple(b.shape)}; they must match")
     dtype = xp.result_type(a.dtype, b.dtype, xp.float32)
     tiny = float(xp.finfo(_xp.real_dtype_of(xp, dtype)).smallest_normal)
     diff = float(_norm(xp, a - b))

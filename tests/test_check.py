@@ -87,6 +87,11 @@ def test_relative_error_definition():
     assert check.relative_error(np.array([1e200, 1e200]), np.array([2e200, 2e200])) == pytest.approx(0.5)
 
 
+def test_shape_mismatch_is_not_broadcast():
+    with pytest.raises(ValueError, match="shape"):
+        check.relative_error(np.ones(3), np.ones((2, 3)))
+
+
 def test_bad_method_is_rejected():
     with pytest.raises(ValueError, match="method"):
         check.gradient_error(f, grad_f, X0, method="forward")

@@ -213,7 +213,9 @@ def test_lists_take_the_namespace_of_the_other_arrays():
 def test_complex_theta_and_rate_are_accepted():
     loss, g = meta(theta=GOOD["theta"].astype(complex), inner_lr=0.1 + 0j)
     assert g.dtype == np.complex128
-    assert np.allclose(g.real, meta()[1], rtol=1e-15, atol=0)
+    # complex and real BLAS kernels round differently: agreement to a few ulps of the whole vector
+    real = meta()[1]
+    assert np.linalg.norm(g.real - real) <= 1e-14 * np.linalg.norm(real)
 
 
 def test_negative_and_zero_rates_and_zero_steps_are_valid():
