@@ -1,8 +1,9 @@
 """MAML: inner-loop adaptation and the exact meta-gradient by reverse accumulation.
 
 Equations are in ``derivations/maml.md``.  Nothing here is specific to a
-model: the model module supplies ``_loss``, ``_grad_state`` (gradient plus
-whatever its Hessian-vector product needs) and ``_hvp_state``.
+model: the model module supplies ``_grad_state`` (gradient plus whatever its
+Hessian-vector product needs), ``_value_grad`` (loss and gradient together)
+and ``_hvp_state``.
 
 Shapes: ``theta`` is one task's parameters (``(d,)`` for the logistic model);
 ``Xs (T, n, d)``, ``ys (T, n)``, ``Xq (T, m, d)``, ``yq (T, m)`` for a stack of
@@ -165,8 +166,7 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     xp, model = p.xp, p.model
     with _xp.quiet_overflow():
         theta_K, states = _inner_loop(p, None if first_order else "states")
-        losses = model._loss(theta_K, p.Xq, p.yq, 0.0)
-        g = model._grad_state(theta_K, p.Xq, p.yq, 0.0)[0]
+        losses, g = model._value_grad(theta_K, p.Xq, p.yq, 0.0)
         for state in reversed(states):
             g = g - p.rate * model._hvp_state(state, p.Xs, g, p.l2)
     _require_finite(p, "the adapted parameters or the query loss", theta_K, losses, g)

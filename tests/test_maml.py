@@ -181,9 +181,10 @@ def test_meta_gradient_is_never_built_from_a_hessian(monkeypatch):
 
 @pytest.mark.parametrize("K", [0, 1, 6])
 def test_cost_is_K_gradients_K_hvps_and_one_query_gradient(monkeypatch, K):
-    """(M9): the exact meta-gradient evaluates K support gradients, K HVPs, one query gradient."""
-    calls = {"grad": 0, "hvp": 0}
-    for name, key in (("_grad_state", "grad"), ("_hvp_state", "hvp")):
+    """(M9): the exact meta-gradient evaluates K support gradients, K HVPs, and the query loss
+    and gradient once, together."""
+    calls = {"grad": 0, "query": 0, "hvp": 0}
+    for name, key in (("_grad_state", "grad"), ("_value_grad", "query"), ("_hvp_state", "hvp")):
         original = getattr(logistic, name)
 
         def counted(*a, _original=original, _key=key, **k):
@@ -192,10 +193,10 @@ def test_cost_is_K_gradients_K_hvps_and_one_query_gradient(monkeypatch, K):
 
         monkeypatch.setattr(logistic, name, counted)
     refmaml.meta_value_and_grad(**_problem(seed=0), inner_lr=0.3, inner_steps=K)
-    assert calls == {"grad": K + 1, "hvp": K}
-    calls.update(grad=0, hvp=0)
+    assert calls == {"grad": K, "query": 1, "hvp": K}
+    calls.update(grad=0, query=0, hvp=0)
     refmaml.meta_value_and_grad(**_problem(seed=0), inner_lr=0.3, inner_steps=K, first_order=True)
-    assert calls == {"grad": K + 1, "hvp": 0}
+    assert calls == {"grad": K, "query": 1, "hvp": 0}
 
 
 def test_float32_stays_float32_and_is_accurate():

@@ -96,6 +96,7 @@ def test_meta_value_and_grad_rejects(changes, exc, name, monkeypatch):
 
     monkeypatch.setattr(logistic, "_grad_state", no_work)
     monkeypatch.setattr(logistic, "_loss", no_work)
+    monkeypatch.setattr(logistic, "_value_grad", no_work)
     with pytest.raises(exc, match=name):
         meta(**changes)
 

@@ -6,8 +6,8 @@ Equations are in ``derivations/logistic.md``.  Shapes: one task has
 ``(d,)``, or one per task, ``(T, d)``.  Every function returns per-task
 results (the task axis is dropped for one task).
 
-The private functions (``_loss``, ``_grad_state``, ``_hvp_state``,
-``_hessian``) are the model interface used by :mod:`refmaml.maml`: they take
+The private functions (``_loss``, ``_grad_state``, ``_value_grad``,
+``_hvp_state``, ``_hessian``) are the model interface used by :mod:`refmaml.maml`: they take
 validated arrays with a task axis (``X (T, n, d)``, ``y (T, n)``, ``theta
 (d,)`` or ``(T, d)``) and check nothing.
 """
@@ -50,36 +50,52 @@ def _logits(theta, X):
     return (X @ theta[..., None])[..., 0]
 
 
-def _loss(theta, X, y, l2):
-    """Mean binary cross-entropy plus ridge, per task ``(T,)``: ``derivations/logistic.md`` (L2), (L8).
+def _value(z, theta, y, l2):
+    """Mean binary cross-entropy plus ridge from the logits, per task ``(T,)``: (L2), (L8).
 
     Each example's term is ``softplus(s z)`` with ``s = 1 - 2y``, exact for
     both labels; the ridge uses ``theta * theta`` (not ``|theta|^2``) so that
     it stays analytic for complex-step derivatives.
     """
-    xp = array_namespace(X)
-    value = xp.mean(softplus((1 - 2 * y) * _logits(theta, X)), axis=-1)
+    xp = array_namespace(z)
+    value = xp.mean(softplus((1 - 2 * y) * z), axis=-1)
     if l2:
         value = value + (l2 / 2) * xp.sum(theta * theta, axis=-1)
     return value
 
 
-def _grad_state(theta, X, y, l2):
-    """Gradient ``(1/n) X^T (p - y) + l2 theta`` and the curvature weights at ``theta``.
+def _gradient(z, theta, X, y, l2):
+    """``(1/n) X^T (p - y) + l2 theta`` from the logits, ``(T, d)``: (L4).
 
-    ``derivations/logistic.md`` (L4), with the residual written
-    ``p - y = s sigmoid(s z)``, ``s = 1 - 2y`` (L9), and the weights
-    ``w = sigmoid(z) sigmoid(-z)`` of (L10), kept for Hessian-vector products
-    at the same point.  Returns ``(grad (T, d), w (T, n))``.
+    The residual is written ``p - y = s sigmoid(s z)``, ``s = 1 - 2y`` (L9).
     """
     xp = array_namespace(X)
-    z = _logits(theta, X)
     s = 1 - 2 * y
-    residual = s * sigmoid(s * z)
-    g = (xp.matrix_transpose(X) @ residual[..., None])[..., 0] / X.shape[-2]
+    g = (xp.matrix_transpose(X) @ (s * sigmoid(s * z))[..., None])[..., 0] / X.shape[-2]
     if l2:
         g = g + l2 * theta
-    return g, _weights(z)
+    return g
+
+
+def _loss(theta, X, y, l2):
+    """Loss per task ``(T,)``: ``derivations/logistic.md`` (L2), (L8)."""
+    return _value(_logits(theta, X), theta, y, l2)
+
+
+def _grad_state(theta, X, y, l2):
+    """Gradient and the curvature weights at ``theta``: ``derivations/logistic.md`` (L4), (L10).
+
+    The weights ``w = sigmoid(z) sigmoid(-z)`` are kept for Hessian-vector
+    products at the same point.  Returns ``(grad (T, d), w (T, n))``.
+    """
+    z = _logits(theta, X)
+    return _gradient(z, theta, X, y, l2), _weights(z)
+
+
+def _value_grad(theta, X, y, l2):
+    """Loss ``(T,)`` and gradient ``(T, d)`` from one evaluation of the logits: (L2), (L4)."""
+    z = _logits(theta, X)
+    return _value(z, theta, y, l2), _gradient(z, theta, X, y, l2)
 
 
 def _weights(z):
