@@ -5,7 +5,8 @@ model: the model module supplies ``_grad_state`` (gradient plus whatever its
 Hessian-vector product needs), ``_value_grad`` (loss and gradient together)
 and ``_hvp_state``.
 
-Shapes: ``theta`` is one task's parameters (``(d,)`` for the logistic model);
+Shapes: ``theta`` is one task's parameters, ``P = (d,)`` for the logistic
+model and ``(d, C)`` for the softmax model;
 ``Xs (T, n, d)``, ``ys (T, n)``, ``Xq (T, m, d)``, ``yq (T, m)`` for a stack of
 ``T`` tasks, or the same without the leading axis for one task.  All tasks
 are processed together by batched array operations.
@@ -118,9 +119,12 @@ def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0,
     ``derivations/maml.md`` (M2): ``theta_{k+1} = theta_k - inner_lr * grad L_s(theta_k)``,
     ``k = 0..K-1``, with ``L_s`` the model's loss on ``(Xs, ys)`` including ``l2``.
 
-    Returns ``theta_K``: ``(d,)`` for one task, ``(T, d)`` for a stack.  With
-    ``return_trajectory=True``, every iterate ``theta_0..theta_K`` stacked on a
-    new leading axis: ``(K + 1, d)`` or ``(K + 1, T, d)``.
+    ``model`` is ``"logistic"`` (``theta (d,)``) or ``"softmax"`` (``theta (d, C)``).
+
+    Returns ``theta_K``: ``theta``'s shape ``P`` for one task, ``(T,) + P`` for
+    a stack.  With ``return_trajectory=True``, every iterate
+    ``theta_0..theta_K`` stacked on a new leading axis: ``(K + 1,) + P`` or
+    ``(K + 1, T) + P``.
     """
     if not isinstance(return_trajectory, bool):
         raise TypeError(f"return_trajectory must be True or False; got {return_trajectory!r}")
@@ -149,8 +153,11 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     ``g_k = g_{k+1} - inner_lr * H_s(theta_k) g_{k+1}`` for ``k = K-1..0``;
     the answer is ``g_0``.  Cost (M9): ``K`` support gradients, ``K``
     Hessian-vector products and one query gradient per task, about ``2K + 1``
-    gradient evaluations, with ``O(K n)`` memory for the curvature weights.
+    gradient evaluations, with ``O(K n)`` memory for the curvature weights
+    (``O(K n C)`` for the softmax model's probabilities).
     ``first_order=True`` drops the Hessian terms (M8) and returns ``g_K``.
+    ``model`` is ``"logistic"`` (``theta (d,)``, labels 0/1) or ``"softmax"``
+    (``theta (d, C)``, integer labels in ``[0, C)``).
 
     ``reduction``: ``"mean"`` or ``"sum"`` over tasks gives a 0-d loss and a
     gradient of ``theta``'s shape; ``"none"`` gives per-task losses ``(T,)``

@@ -5,10 +5,11 @@ real parts of any finite size (logits of 1e4, or 1e300, give finite results
 with no warnings), and is *complex-step safe*: the branch is chosen by the
 real part only, and each branch is one analytic expression, so for a real
 ``z`` and a tiny ``h`` the imaginary part of ``f(z + i h)`` is ``h f'(z)`` to
-rounding.  Derivations: ``derivations/logistic.md`` (L5)-(L7).
+rounding.  Derivations: ``derivations/logistic.md`` (L5)-(L7) and
+``derivations/softmax.md`` (S5), (S6).
 """
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from ._xp import real_part
 
@@ -49,3 +50,60 @@ def softplus(z):
 def log_sigmoid(z):
     """``log(sigmoid(z)) = -softplus(-z)``, elementwise (``derivations/logistic.md`` (L7))."""
     return -softplus(-z)
+
+
+def _pivoted(z, axis):
+    """Split ``z`` about its largest entry along ``axis``: ``derivations/softmax.md`` (S5).
+
+    With ``a`` the first index of the largest real part, returns
+    ``(z_a, z - z_a, r)`` where ``r = sum_{c != a} exp(z_c - z_a)`` and
+    ``z_a``, ``r`` keep the reduced axis (length 1).  Every exponent has a
+    non-positive real part, so nothing overflows, and the term ``c = a``,
+    which is exactly 1, is left out of ``r`` so that ``log1p(r)`` keeps the
+    digits of a dominant class.
+    """
+    xp = array_namespace(z)
+    size = z.shape[axis]
+    if size == 0:
+        raise ValueError(f"z has shape {tuple(z.shape)}: axis {axis} is empty (no classes)")
+    positions = xp.reshape(xp.arange(size, device=device(z)),
+                           tuple(size if k == axis % z.ndim else 1 for k in range(z.ndim)))
+    first = positions == xp.argmax(real_part(xp, z), axis=axis, keepdims=True)
+    zeros = xp.zeros_like(z)
+    z_a = xp.sum(xp.where(first, z, zeros), axis=axis, keepdims=True)
+    shifted = z - z_a
+    r = xp.sum(xp.where(first, zeros, xp.exp(shifted)), axis=axis, keepdims=True)
+    return z_a, shifted, r
+
+
+def logsumexp(z, axis=-1):
+    """``log(sum(exp(z), axis))``: ``derivations/softmax.md`` (S5).
+
+    Computed as ``z_a + log1p(sum_{c != a} exp(z_c - z_a))`` with ``a`` the
+    largest entry by real part; the reduced axis is dropped.
+    """
+    xp = array_namespace(z)
+    z_a, _, r = _pivoted(z, axis)
+    return xp.squeeze(z_a + xp.log1p(r), axis=axis)
+
+
+def log_softmax(z, axis=-1):
+    """``z - logsumexp(z)`` along ``axis``: ``derivations/softmax.md`` (S6).
+
+    Computed as ``(z - z_a) - log1p(r)`` (see :func:`logsumexp`), never as a
+    difference of two large numbers: the dominant class of a logit vector
+    ``(1e4, 0)`` gets ``-log1p(e^-1e4)``, not ``1e4 - 1e4``.
+    """
+    xp = array_namespace(z)
+    _, shifted, r = _pivoted(z, axis)
+    return shifted - xp.log1p(r)
+
+
+def softmax(z, axis=-1):
+    """``exp(z) / sum(exp(z), axis)``: ``derivations/softmax.md`` (S6).
+
+    Computed as ``exp(z - z_a) / (1 + r)`` (see :func:`logsumexp`).
+    """
+    xp = array_namespace(z)
+    _, shifted, r = _pivoted(z, axis)
+    return xp.exp(shifted) / (1 + r)

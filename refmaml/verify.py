@@ -7,6 +7,13 @@ float64 and float32.  Tolerances are stated for float64 and scaled by
 ``eps(dtype) / eps(float64)`` for float32; central-difference identities are
 checked in float64 only (in float32 their truncation and rounding errors
 leave about 5 digits, too few to say anything).
+
+The structural identities of the softmax model (``derivations/softmax.md``
+(S12), (S13)) compare a quantity that is zero in exact arithmetic with the
+scale it is made of, so their tolerances sit a few tens of ``eps`` above
+rounding (1e-15 for the Hessian's null space, 1e-14 for the row sums of a
+meta-gradient, which accumulate K + 1 products); a bug there gives errors of
+order one.
 """
 
 from dataclasses import dataclass
@@ -14,8 +21,8 @@ from dataclasses import dataclass
 import array_api_compat
 import numpy as np
 
-from . import adapt, check, meta_value_and_grad
-from .models import logistic
+from . import adapt, check, meta_value_and_grad, models
+from .models import logistic, softmax
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -55,21 +62,27 @@ def backends():
 
 
 class _Instance:
-    """One seeded random problem, moved to a backend and dtype."""
+    """One seeded random problem for one model, moved to a backend and dtype.
 
-    def __init__(self, xp, device, dtype, seed, T=3, n=6, m=8, d=4):
+    ``theta``, ``u``, ``v`` have the model's parameter shape: ``(d,)`` for
+    the logistic model, ``(d, C)`` for the softmax model.
+    """
+
+    def __init__(self, xp, device, dtype, seed, model, T=3, n=6, m=8, d=4, C=3):
         rng = np.random.default_rng(seed)
         self.xp, self.device, self.dtype = xp, device, dtype
+        self.name, self.model = model, models.get(model)
+        shape, classes = ((d,), 2) if model == "logistic" else ((d, C), C)
         put = self.put
-        self.theta = put(0.5 * rng.standard_normal(d))
+        self.theta = put(0.5 * rng.standard_normal(shape))
         self.X = put(rng.standard_normal((n, d)))
-        self.y = put(rng.integers(0, 2, n))
-        self.u = put(rng.standard_normal(d))
-        self.v = put(rng.standard_normal(d))
+        self.y = put(rng.integers(0, classes, n))
+        self.u = put(rng.standard_normal(shape))
+        self.v = put(rng.standard_normal(shape))
         self.Xs = put(rng.standard_normal((T, n, d)))
-        self.ys = put(rng.integers(0, 2, (T, n)))
+        self.ys = put(rng.integers(0, classes, (T, n)))
         self.Xq = put(rng.standard_normal((T, m, d)))
-        self.yq = put(rng.integers(0, 2, (T, m)))
+        self.yq = put(rng.integers(0, classes, (T, m)))
         self.l2 = 0.1
         self.alpha = 0.4
         self.K = 3
@@ -81,44 +94,51 @@ class _Instance:
         return self.xp.asarray(a, device=self.device)
 
     def meta(self, **kw):
-        args = dict(inner_lr=self.alpha, inner_steps=self.K, l2=self.l2)
+        args = dict(inner_lr=self.alpha, inner_steps=self.K, l2=self.l2, model=self.name)
         args.update(kw)
         return lambda t: meta_value_and_grad(t, self.Xs, self.ys, self.Xq, self.yq, **args)
 
+    def adapt(self, t, **kw):
+        args = dict(inner_lr=self.alpha, inner_steps=self.K, l2=self.l2, model=self.name)
+        args.update(kw)
+        return adapt(t, self.Xs, self.ys, **args)
+
     def unrolled_meta_loss(self, t):
-        theta_K = adapt(t, self.Xs, self.ys, inner_lr=self.alpha, inner_steps=self.K, l2=self.l2)
-        return self.xp.mean(logistic.loss(theta_K, self.Xq, self.yq))
+        return self.xp.mean(self.model.loss(self.adapt(t), self.Xq, self.yq))
+
+    def loss(self, t, l2=None):
+        return self.model.loss(t, self.X, self.y, l2=self.l2 if l2 is None else l2)
+
+    def grad(self, t, l2=None):
+        return self.model.grad(t, self.X, self.y, l2=self.l2 if l2 is None else l2)
+
+    def hvp(self, t, v, l2=None):
+        return self.model.hvp(t, self.X, self.y, v, l2=self.l2 if l2 is None else l2)
+
+    def hessian(self, t, l2=None):
+        return self.model.hessian(t, self.X, self.y, l2=self.l2 if l2 is None else l2)
 
 
-def _loss(p):
-    return lambda t: logistic.loss(t, p.X, p.y, l2=p.l2)
-
-
-def _grad(p):
-    return lambda t: logistic.grad(t, p.X, p.y, l2=p.l2)
-
-
-def _hvp(p):
-    return lambda t, v: logistic.hvp(t, p.X, p.y, v, l2=p.l2)
+def _flat(xp, a, lead=()):
+    return xp.reshape(a, lead + (-1,))
 
 
 def _hessian_columns(p):
     xp = p.xp
-    H = logistic.hessian(p.theta, p.X, p.y, l2=p.l2)
+    H = p.hessian(p.theta)
     eye = xp.eye(H.shape[0], dtype=H.dtype, device=p.device)
-    cols = xp.stack([logistic.hvp(p.theta, p.X, p.y, eye[j, ...], l2=p.l2)
+    cols = xp.stack([_flat(xp, p.hvp(p.theta, xp.reshape(eye[j, ...], p.theta.shape)))
                      for j in range(H.shape[0])], axis=1)
     return check.relative_error(H, cols)
 
 
 def _psd(p):
     xp = p.xp
-    H = logistic.hessian(p.theta, p.X, p.y, l2=0.0)
-    lam = xp.linalg.eigvalsh(H)
+    lam = xp.linalg.eigvalsh(p.hessian(p.theta, l2=0.0))
     return max(0.0, -float(xp.min(lam))) / float(xp.max(xp.abs(lam)))
 
 
-def _saturated(p):
+def _saturated_logistic(p):
     """Logits of +-1e4: loss 5000 and gradient 0.5, exact to rounding (logistic.md (L8), (L9))."""
     theta, X = p.put([1e4]), p.put([[1.0], [1.0], [-1.0], [-1.0]])
     y = p.put([0, 1, 0, 1])
@@ -127,21 +147,33 @@ def _saturated(p):
     return max(e_loss, e_grad)
 
 
+def _saturated_softmax(p):
+    """Logits (1e4, 0, -1e4) and their negatives: loss 15000, gradient (0.5, 0.5, -1) exactly
+    (softmax.md (S7), (S8))."""
+    theta, X = p.put([[1e4, 0.0, -1e4]]), p.put([[1.0], [-1.0]])
+    y = p.put([2, 1])
+    e_loss = check.relative_error(softmax.loss(theta, X, y), p.put(15000.0))
+    e_grad = check.relative_error(softmax.grad(theta, X, y), p.put([[0.5, 0.5, -1.0]]))
+    return max(e_loss, e_grad)
+
+
 def _one_step(p):
     """K = 1 against (I - alpha H_s(theta)) grad L_q(theta_1) with explicit Hessians (M5)."""
+    xp = p.xp
     _, g = p.meta(inner_steps=1, reduction="none")(p.theta)
-    theta1 = adapt(p.theta, p.Xs, p.ys, inner_lr=p.alpha, inner_steps=1, l2=p.l2)
-    Hs = logistic.hessian(p.theta, p.Xs, p.ys, l2=p.l2)
-    gq = logistic.grad(theta1, p.Xq, p.yq)
+    theta1 = p.adapt(p.theta, inner_steps=1)
+    Hs = p.model.hessian(p.theta, p.Xs, p.ys, l2=p.l2)
+    T = p.Xs.shape[0]
+    gq = _flat(xp, p.model.grad(theta1, p.Xq, p.yq), (T,))
     ref = gq - p.alpha * (Hs @ gq[..., None])[..., 0]
-    return check.relative_error(g, ref)
+    return check.relative_error(_flat(xp, g, (T,)), ref)
 
 
 def _batch_mean(p):
     xp = p.xp
     _, g = p.meta()(p.theta)
     singles = [meta_value_and_grad(p.theta, p.Xs[t, ...], p.ys[t, ...], p.Xq[t, ...], p.yq[t, ...],
-                                   inner_lr=p.alpha, inner_steps=p.K, l2=p.l2)[1]
+                                   inner_lr=p.alpha, inner_steps=p.K, l2=p.l2, model=p.name)[1]
                for t in range(p.Xs.shape[0])]
     return check.relative_error(g, xp.mean(xp.stack(singles), axis=0))
 
@@ -149,41 +181,110 @@ def _batch_mean(p):
 def _reduces_to_query_gradient(**kw):
     def run(p):
         _, g = p.meta(**kw)(p.theta)
-        theta_K = adapt(p.theta, p.Xs, p.ys, inner_lr=kw.get("inner_lr", p.alpha),
-                        inner_steps=kw.get("inner_steps", p.K), l2=p.l2)
-        return check.relative_error(g, p.xp.mean(logistic.grad(theta_K, p.Xq, p.yq), axis=0))
+        theta_K = p.adapt(p.theta, inner_lr=kw.get("inner_lr", p.alpha),
+                          inner_steps=kw.get("inner_steps", p.K))
+        return check.relative_error(g, p.xp.mean(p.model.grad(theta_K, p.Xq, p.yq), axis=0))
     return run
 
 
-# (identity, equation labels, float64 tolerance, float64 only, check)
-IDENTITIES = [
-    ("logistic gradient = complex step", "logistic.md (L4)", 1e-12, False,
-     lambda p: check.gradient_error(_loss(p), _grad(p), p.theta)),
-    ("logistic gradient = central differences", "logistic.md (L4)", 1e-6, True,
-     lambda p: check.gradient_error(_loss(p), _grad(p), p.theta, method="central")),
-    ("logistic HVP = complex step of gradient", "logistic.md (L11)", 1e-12, False,
-     lambda p: check.hvp_error(_grad(p), _hvp(p), p.theta, p.v)),
-    ("logistic HVP = central differences of gradient", "logistic.md (L11)", 1e-6, True,
-     lambda p: check.hvp_error(_grad(p), _hvp(p), p.theta, p.v, method="central")),
-    ("logistic Hessian columns = HVP(e_j)", "logistic.md (L10)", 1e-12, False, _hessian_columns),
-    ("logistic HVP symmetry <u,Hv> = <Hu,v>", "logistic.md (L12)", 1e-12, False,
-     lambda p: check.hvp_symmetry_error(_hvp(p), p.theta, p.u, p.v)),
-    ("logistic Hessian PSD (-min eig / max |eig|)", "logistic.md (L12)", 1e-12, False, _psd),
-    ("logistic loss, gradient at logits +-1e4", "logistic.md (L8), (L9)", 1e-12, False, _saturated),
-    ("MAML meta-gradient = complex step (K=3)", "maml.md (M6)", 1e-12, False,
-     lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta()(t)[1], p.theta)),
-    ("MAML meta-gradient = central differences (K=3)", "maml.md (M6)", 1e-6, True,
-     lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta()(t)[1], p.theta,
-                                    method="central")),
-    ("MAML one step = (I - alpha H_s) grad L_q", "maml.md (M5)", 1e-12, False, _one_step),
-    ("MAML K=0 = query gradient", "maml.md (M7)", 1e-12, False,
-     _reduces_to_query_gradient(inner_steps=0)),
-    ("MAML inner_lr=0 = query gradient", "maml.md (M7)", 1e-12, False,
-     _reduces_to_query_gradient(inner_lr=0.0)),
-    ("first-order MAML = query gradient at theta_K", "maml.md (M8)", 1e-12, False,
-     _reduces_to_query_gradient(first_order=True)),
-    ("MAML batch = mean of single tasks", "maml.md (M4)", 1e-12, False, _batch_mean),
-]
+def _class_shift(p):
+    """``u 1_C^T``: the same vector added to every class column."""
+    return p.u[:, :1] * p.xp.ones_like(p.u)
+
+
+def _null_space(p):
+    """softmax.md (S12): ``||H (u 1^T)|| / (||H||_F ||u 1^T||)`` at l2 = 0."""
+    xp = p.xp
+    shift = _class_shift(p)
+    H = p.hessian(p.theta, l2=0.0)
+    return float(check._norm(xp, p.hvp(p.theta, shift, l2=0.0))) / (
+        float(check._norm(xp, H)) * float(check._norm(xp, shift)))
+
+
+def _row_sums(l2):
+    """softmax.md (S13): ``||G 1_C|| / (sqrt(C) ||G||)`` for the meta-gradient G."""
+    def run(p):
+        xp = p.xp
+        _, G = p.meta(l2=l2)(p.theta)
+        C = G.shape[-1]
+        return float(check._norm(xp, xp.sum(G, axis=-1))) / (C ** 0.5 * float(check._norm(xp, G)))
+    return run
+
+
+def _shift_invariance(p):
+    """softmax.md (S13): the meta-loss is unchanged by ``theta -> theta + u 1^T`` (l2 > 0 too)."""
+    loss, _ = p.meta()(p.theta)
+    shifted, _ = p.meta()(p.theta + _class_shift(p))
+    return check.relative_error(shifted, loss)
+
+
+def _two_classes(p):
+    """softmax.md (S14): C = 2 softmax MAML (alpha, l2) = logistic MAML on t1 - t0 (2 alpha, l2/2)."""
+    xp = p.xp
+    theta = p.theta[:, :2]
+    ys, yq = p.ys % 2, p.yq % 2
+    kw = dict(inner_steps=p.K, reduction="none")
+    L2, G2 = meta_value_and_grad(theta, p.Xs, ys, p.Xq, yq, inner_lr=p.alpha, l2=p.l2,
+                                 model="softmax", **kw)
+    L1, G1 = meta_value_and_grad(theta[:, 1] - theta[:, 0], p.Xs, ys, p.Xq, yq,
+                                 inner_lr=2 * p.alpha, l2=p.l2 / 2, model="logistic", **kw)
+    return max(check.relative_error(L2, L1),
+               check.relative_error(G2, xp.stack([-G1, G1], axis=-1)))
+
+
+def _model_identities(name, eq):
+    """The identities every model satisfies; ``eq`` maps each to its equation labels."""
+    return [
+        (f"{name} gradient = complex step", eq["grad"], 1e-12, False,
+         lambda p: check.gradient_error(p.loss, p.grad, p.theta)),
+        (f"{name} gradient = central differences", eq["grad"], 1e-6, True,
+         lambda p: check.gradient_error(p.loss, p.grad, p.theta, method="central")),
+        (f"{name} HVP = complex step of gradient", eq["hvp"], 1e-12, False,
+         lambda p: check.hvp_error(p.grad, p.hvp, p.theta, p.v)),
+        (f"{name} HVP = central differences of gradient", eq["hvp"], 1e-6, True,
+         lambda p: check.hvp_error(p.grad, p.hvp, p.theta, p.v, method="central")),
+        (f"{name} Hessian columns = HVP(e_j)", eq["hessian"], 1e-12, False, _hessian_columns),
+        (f"{name} HVP symmetry <u,Hv> = <Hu,v>", eq["psd"], 1e-12, False,
+         lambda p: check.hvp_symmetry_error(p.hvp, p.theta, p.u, p.v)),
+        (f"{name} Hessian PSD (-min eig / max |eig|)", eq["psd"], 1e-12, False, _psd),
+        (f"{name} loss, gradient at logits +-1e4", eq["saturated"], 1e-12, False,
+         _saturated_logistic if name == "logistic" else _saturated_softmax),
+        (f"MAML ({name}) meta-gradient = complex step (K=3)", "maml.md (M6)", 1e-12, False,
+         lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta()(t)[1], p.theta)),
+        (f"MAML ({name}) meta-gradient = central differences (K=3)", "maml.md (M6)", 1e-6, True,
+         lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta()(t)[1], p.theta,
+                                        method="central")),
+        (f"MAML ({name}) one step = (I - alpha H_s) grad L_q", "maml.md (M5)", 1e-12, False, _one_step),
+        (f"MAML ({name}) K=0 = query gradient", "maml.md (M7)", 1e-12, False,
+         _reduces_to_query_gradient(inner_steps=0)),
+        (f"MAML ({name}) inner_lr=0 = query gradient", "maml.md (M7)", 1e-12, False,
+         _reduces_to_query_gradient(inner_lr=0.0)),
+        (f"first-order MAML ({name}) = query gradient at theta_K", "maml.md (M8)", 1e-12, False,
+         _reduces_to_query_gradient(first_order=True)),
+        (f"MAML ({name}) batch = mean of single tasks", "maml.md (M4)", 1e-12, False, _batch_mean),
+    ]
+
+
+# model -> [(identity, equation labels, float64 tolerance, float64 only, check)]
+IDENTITIES = {
+    "logistic": _model_identities("logistic", dict(
+        grad="logistic.md (L4)", hvp="logistic.md (L11)", hessian="logistic.md (L10)",
+        psd="logistic.md (L12)", saturated="logistic.md (L8), (L9)")),
+    "softmax": _model_identities("softmax", dict(
+        grad="softmax.md (S4)", hvp="softmax.md (S10)", hessian="softmax.md (S9)",
+        psd="softmax.md (S11)", saturated="softmax.md (S7), (S8)")) + [
+        ("softmax H (u 1^T) = 0 at l2=0 (||H u1^T|| / ||H|| ||u1^T||)", "softmax.md (S12)",
+         1e-15, False, _null_space),
+        ("MAML (softmax) meta-gradient rows sum to 0, l2=0", "softmax.md (S13)", 1e-14, False,
+         _row_sums(0.0)),
+        ("MAML (softmax) meta-gradient rows sum to 0, l2=0.1", "softmax.md (S13)", 1e-14, False,
+         _row_sums(0.1)),
+        ("MAML (softmax) meta-loss invariant under theta + u 1^T", "softmax.md (S13)", 1e-14, False,
+         _shift_invariance),
+        ("MAML softmax C=2 = logistic on t1-t0, rate 2 alpha", "softmax.md (S14)", 1e-12, False,
+         _two_classes),
+    ],
+}
 
 
 def run(seed=0, dtypes=("float64", "float32")):
@@ -191,12 +292,13 @@ def run(seed=0, dtypes=("float64", "float32")):
     rows = []
     for name, xp, device in backends():
         for dtype in dtypes:
-            p = _Instance(xp, device, np.dtype(dtype), seed)
             scale = float(np.finfo(dtype).eps) / EPS64
-            for identity, label, tol, f64_only, fn in IDENTITIES:
-                if f64_only and dtype != "float64":
-                    continue
-                rows.append(Row(identity, label, name, dtype, float(fn(p)), tol * scale))
+            for model, identities in IDENTITIES.items():
+                p = _Instance(xp, device, np.dtype(dtype), seed, model)
+                for identity, label, tol, f64_only, fn in identities:
+                    if f64_only and dtype != "float64":
+                        continue
+                    rows.append(Row(identity, label, name, dtype, float(fn(p)), tol * scale))
     return rows
 
 

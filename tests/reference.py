@@ -1,7 +1,8 @@
 """Independent NumPy references, written from the definitions alone.
 
 Nothing here imports refmaml.  The functions use the textbook formulas
-(``1 / (1 + exp(-z))`` and its logarithm) and accept complex parameters,
+(``1 / (1 + exp(-z))``, the softmax quotient, and their logarithms) and
+accept complex parameters,
 so that complex-step derivatives can be taken through them; they are meant
 for the moderate logits the tests draw (``|z| < 700``).
 """
@@ -33,17 +34,70 @@ def grad(theta, X, y, l2=0.0):
     return X.T @ (sigmoid(z) - y) / X.shape[0] + l2 * theta
 
 
-def adapt(theta, Xs, ys, alpha, K, l2=0.0):
+def softmax_probabilities(Z):
+    """``p_ic = e^{z_ic} / sum_e e^{z_ie}``, written ``1 / sum_e e^{z_ie - z_ic}`` (rows of ``Z``).
+
+    The textbook quotient with the numerator divided out: like ``1 / (1 + e^-t)``
+    for the sigmoid, its complex-step derivative keeps its digits when one class
+    dominates, where ``e^z / sum e^z`` would cancel.
+    """
+    return 1 / np.sum(np.exp(Z[..., None, :] - Z[..., :, None]), axis=-1)
+
+
+def one_hot(y, C):
+    return (np.asarray(y)[..., None] == np.arange(C)).astype(float)
+
+
+def softmax_loss(theta, X, y, l2=0.0):
+    """Mean cross-entropy plus (l2/2)||theta||^2, one task.
+
+    ``-log p_{iy} = log sum_e e^{z_ie - z_iy} = log1p(sum_{e != y} e^{z_ie - z_iy})``: the
+    quotient of the definition with the numerator divided out, the term ``e = y`` (exactly 1)
+    kept apart so that a well-fitted example keeps its digits.
+    """
+    Z = X @ theta
+    y = np.asarray(y)
+    z_y = np.take_along_axis(Z, y[:, None], axis=1)
+    others = np.where(one_hot(y, Z.shape[1]) == 1, 0, np.exp(Z - z_y))
+    ce = np.log1p(np.sum(others, axis=1))
+    return np.mean(ce) + 0.5 * l2 * np.sum(theta * theta)
+
+
+def softmax_grad(theta, X, y, l2=0.0):
+    P = softmax_probabilities(X @ theta)
+    return X.T @ (P - one_hot(y, theta.shape[1])) / X.shape[0] + l2 * theta
+
+
+LOSS = {"logistic": loss, "softmax": softmax_loss}
+GRAD = {"logistic": grad, "softmax": softmax_grad}
+
+
+def adapt(theta, Xs, ys, alpha, K, l2=0.0, model="logistic"):
     """Plain gradient descent on one task's support loss."""
     for _ in range(K):
-        theta = theta - alpha * grad(theta, Xs, ys, l2)
+        theta = theta - alpha * GRAD[model](theta, Xs, ys, l2)
     return theta
 
 
-def meta_losses(theta, Xs, ys, Xq, yq, alpha, K, l2=0.0):
+def meta_losses(theta, Xs, ys, Xq, yq, alpha, K, l2=0.0, model="logistic"):
     """Per-task query losses after adaptation; a Python loop over tasks."""
-    return np.array([loss(adapt(theta, Xs[t], ys[t], alpha, K, l2), Xq[t], yq[t])
+    return np.array([LOSS[model](adapt(theta, Xs[t], ys[t], alpha, K, l2, model), Xq[t], yq[t])
                      for t in range(Xs.shape[0])])
+
+
+def each_task(theta, X, y, param_ndim):
+    """``(theta_t, X_t, y_t)`` for one task or each task of a stack (theta shared or per task)."""
+    if X.ndim == 2:
+        yield theta, X, y
+        return
+    for t in range(X.shape[0]):
+        yield (theta[t] if theta.ndim > param_ndim else theta), X[t], y[t]
+
+
+def per_task(f, theta, X, y, param_ndim):
+    """``f(theta_t, X_t, y_t)`` for each task, stacked (not stacked for one task)."""
+    vals = [f(*args) for args in each_task(theta, X, y, param_ndim)]
+    return vals[0] if X.ndim == 2 else np.stack(vals)
 
 
 def complex_step_gradient(f, x, h=COMPLEX_STEP):

@@ -25,16 +25,18 @@ def test_verify_passes_and_prints_the_table(capsys):
     backends = {r.backend for r in rows}
     assert "numpy" in backends
     labels = {r.label for r in rows}
-    for needed in ("(L4)", "(L10)", "(L11)", "(M5)", "(M6)", "(M7)", "(M8)"):
+    for needed in ("(L4)", "(L10)", "(L11)", "(M5)", "(M6)", "(M7)", "(M8)", "(S4)", "(S9)",
+                   "(S10)", "(S11)", "(S12)", "(S13)", "(S14)"):
         assert any(needed in label for label in labels), needed
+    assert {r.identity.split()[0] for r in rows} >= {"logistic", "softmax"}
     assert {r.dtype for r in rows} == {"float64", "float32"}
 
 
 def test_verify_reports_a_failure_with_exit_status_1(monkeypatch, capsys):
-    broken = list(verify.IDENTITIES)
+    broken = list(verify.IDENTITIES["softmax"])
     name, label, tol, f64, _ = broken[0]
     broken[0] = (name, label, tol, f64, lambda p: 1.0)
-    monkeypatch.setattr(verify, "IDENTITIES", broken)
+    monkeypatch.setitem(verify.IDENTITIES, "softmax", broken)
     assert cli.main(["verify"]) == 1
     assert "FAIL" in capsys.readouterr().out
 

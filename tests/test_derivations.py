@@ -14,7 +14,7 @@ import pytest
 
 import refmaml
 from refmaml import check, maml, special
-from refmaml.models import logistic
+from refmaml.models import logistic, softmax
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TAG = re.compile(r"\\tag\{([A-Z]+)(\d+)\}")
@@ -78,7 +78,9 @@ def test_every_label_is_implemented_or_tested():
 
 PUBLIC_MATH = [
     special.sigmoid, special.softplus, special.log_sigmoid,
+    special.logsumexp, special.log_softmax, special.softmax,
     logistic.loss, logistic.grad, logistic.hvp, logistic.hessian, logistic.predict,
+    softmax.loss, softmax.grad, softmax.hvp, softmax.hessian, softmax.predict,
     maml.adapt, maml.meta_value_and_grad,
     check.relative_error, check.central_difference_gradient, check.complex_step_gradient,
     check.directional_derivative, check.hvp_reference, check.hvp_symmetry_error,

@@ -14,21 +14,30 @@ import numpy as np
 import pytest
 
 import refmaml
-from refmaml.models import logistic
+from refmaml import models
 
 from . import reference as ref
 
 ALPHAS = [-0.2, 0.1, 0.5, 1.5]
+MODELS = ["logistic", "softmax"]
+SHAPE = {"logistic": (4,), "softmax": (4, 3)}  # theta of every problem below
 
 
-def _problem(seed, T=3, n=5, m=7, d=4):
+def _problem(seed, model="logistic", T=3, n=5, m=7, d=4):
+    """Seeded Gaussian tasks; binary float labels for the logistic model, 3 classes for softmax."""
     rng = np.random.default_rng(seed)
+    shape, classes = ((d,), 2) if model == "logistic" else ((d, 3), 3)
+
+    def labels(size):
+        y = rng.integers(0, classes, size)
+        return y.astype(float) if model == "logistic" else y
+
     return dict(
-        theta=0.5 * rng.standard_normal(d),
+        theta=0.5 * rng.standard_normal(shape),
         Xs=rng.standard_normal((T, n, d)),
-        ys=rng.integers(0, 2, (T, n)).astype(float),
+        ys=labels((T, n)),
         Xq=rng.standard_normal((T, m, d)),
-        yq=rng.integers(0, 2, (T, m)).astype(float),
+        yq=labels((T, m)),
     )
 
 
@@ -36,32 +45,36 @@ def _on(backend, p):
     return {k: backend.put(v) for k, v in p.items()}
 
 
-def _ref_meta_loss(p, alpha, K, l2):
-    return lambda th: np.mean(ref.meta_losses(th, p["Xs"], p["ys"], p["Xq"], p["yq"], alpha, K, l2))
+def _ref_meta_loss(p, alpha, K, l2, model="logistic"):
+    return lambda th: np.mean(ref.meta_losses(th, p["Xs"], p["ys"], p["Xq"], p["yq"], alpha, K, l2,
+                                              model))
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("K", range(11))
 @pytest.mark.parametrize("alpha", ALPHAS)
 @pytest.mark.parametrize("l2", [0.0, 0.3])
-def test_meta_gradient_against_complex_step_through_unrolled_loop(backend, K, alpha, l2):
+def test_meta_gradient_against_complex_step_through_unrolled_loop(backend, K, alpha, l2, model):
     """(M6) against Im L(theta + i h e_j) / h of the reference unrolled loop, K = 0..10."""
-    p = _problem(seed=K)
-    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), inner_lr=alpha, inner_steps=K, l2=l2)
+    p = _problem(seed=K, model=model)
+    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), inner_lr=alpha, inner_steps=K, l2=l2,
+                                          model=model)
     backend.assert_home(loss)
     backend.assert_home(g)
-    assert loss.shape == () and g.shape == (4,)
-    f = _ref_meta_loss(p, alpha, K, l2)
+    assert loss.shape == () and g.shape == SHAPE[model]
+    f = _ref_meta_loss(p, alpha, K, l2, model)
     want = ref.complex_step_gradient(f, p["theta"])
     assert ref.rel_err(backend.get(g), want) <= 1e-12
     assert abs(float(backend.get(loss)) - f(p["theta"])) <= 1e-14 * abs(f(p["theta"]))
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("K", [1, 4, 10])
 @pytest.mark.parametrize("alpha", [0.1, 1.0])
-def test_meta_gradient_against_central_differences(K, alpha):
-    p = _problem(seed=100 + K)
-    _, g = refmaml.meta_value_and_grad(**p, inner_lr=alpha, inner_steps=K, l2=0.1)
-    want = ref.central_gradient(_ref_meta_loss(p, alpha, K, 0.1), p["theta"])
+def test_meta_gradient_against_central_differences(K, alpha, model):
+    p = _problem(seed=100 + K, model=model)
+    _, g = refmaml.meta_value_and_grad(**p, inner_lr=alpha, inner_steps=K, l2=0.1, model=model)
+    want = ref.central_gradient(_ref_meta_loss(p, alpha, K, 0.1, model), p["theta"])
     assert ref.rel_err(g, want) <= 1e-6
 
 
@@ -78,34 +91,38 @@ def test_complex_inner_lr_gives_the_rate_derivative():
     assert abs(np.imag(complex(loss_c)) / h - want) <= 1e-12 * abs(want)
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("K", [0, 1, 3, 10])
-def test_first_order_is_query_gradient_at_adapted_parameters(backend, K):
+def test_first_order_is_query_gradient_at_adapted_parameters(backend, K, model):
     """(M8): first_order=True returns grad L_q(theta_K), averaged over tasks."""
-    p = _problem(seed=K)
+    p = _problem(seed=K, model=model)
     _, g = refmaml.meta_value_and_grad(**_on(backend, p), inner_lr=0.5, inner_steps=K, l2=0.2,
-                                       first_order=True)
-    want = np.mean([ref.grad(ref.adapt(p["theta"], p["Xs"][t], p["ys"][t], 0.5, K, 0.2),
-                             p["Xq"][t], p["yq"][t]) for t in range(3)], axis=0)
+                                       first_order=True, model=model)
+    want = np.mean([ref.GRAD[model](ref.adapt(p["theta"], p["Xs"][t], p["ys"][t], 0.5, K, 0.2, model),
+                                    p["Xq"][t], p["yq"][t]) for t in range(3)], axis=0)
     assert ref.rel_err(backend.get(g), want) <= 1e-13
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("kw", [dict(inner_steps=0, inner_lr=0.5), dict(inner_steps=5, inner_lr=0.0)])
-def test_no_adaptation_reduces_to_query_gradient(backend, kw):
+def test_no_adaptation_reduces_to_query_gradient(backend, kw, model):
     """(M7): K = 0 or alpha = 0 gives the query gradient at theta itself, exactly."""
-    p = _problem(seed=3)
-    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), **kw, l2=0.3)
+    p = _problem(seed=3, model=model)
+    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), **kw, l2=0.3, model=model)
     pb = _on(backend, p)
-    want = backend.xp.mean(logistic.grad(pb["theta"], pb["Xq"], pb["yq"]), axis=0)
+    module = models.get(model)
+    want = backend.xp.mean(module.grad(pb["theta"], pb["Xq"], pb["yq"]), axis=0)
     assert np.array_equal(backend.get(g), backend.get(want))
     assert float(backend.get(loss)) == float(backend.get(backend.xp.mean(
-        logistic.loss(pb["theta"], pb["Xq"], pb["yq"]))))
+        module.loss(pb["theta"], pb["Xq"], pb["yq"]))))
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("first_order", [False, True])
-def test_batch_equals_mean_of_single_tasks(backend, first_order):
+def test_batch_equals_mean_of_single_tasks(backend, first_order, model):
     """(M4): a stack of tasks gives the mean of the single-task results."""
-    p = _problem(seed=11, T=5)
-    kw = dict(inner_lr=0.3, inner_steps=4, l2=0.1, first_order=first_order)
+    p = _problem(seed=11, model=model, T=5)
+    kw = dict(inner_lr=0.3, inner_steps=4, l2=0.1, first_order=first_order, model=model)
     loss, g = refmaml.meta_value_and_grad(**_on(backend, p), **kw)
     singles = [refmaml.meta_value_and_grad(
         backend.put(p["theta"]), *(backend.put(p[k][t]) for k in ("Xs", "ys", "Xq", "yq")), **kw)
@@ -113,18 +130,19 @@ def test_batch_equals_mean_of_single_tasks(backend, first_order):
     assert ref.rel_err(backend.get(g), np.mean([backend.get(s[1]) for s in singles], axis=0)) <= 1e-14
     assert ref.rel_err(backend.get(loss), np.mean([backend.get(s[0]) for s in singles])) <= 1e-14
     one_loss, one_g = singles[0]
-    assert one_loss.shape == () and one_g.shape == (4,)
+    assert one_loss.shape == () and one_g.shape == SHAPE[model]
 
 
-def test_reductions(backend):
-    p = _problem(seed=5, T=4)
-    kw = dict(inner_lr=0.3, inner_steps=2)
+@pytest.mark.parametrize("model", MODELS)
+def test_reductions(backend, model):
+    p = _problem(seed=5, model=model, T=4)
+    kw = dict(inner_lr=0.3, inner_steps=2, model=model)
     mean = refmaml.meta_value_and_grad(**_on(backend, p), **kw)
     total = refmaml.meta_value_and_grad(**_on(backend, p), **kw, reduction="sum")
     each = refmaml.meta_value_and_grad(**_on(backend, p), **kw, reduction="none")
     for a in (*mean, *total, *each):
         backend.assert_home(a)
-    assert each[0].shape == (4,) and each[1].shape == (4, 4)
+    assert each[0].shape == (4,) and each[1].shape == (4,) + SHAPE[model]
     losses, grads = backend.get(each[0]), backend.get(each[1])
     assert ref.rel_err(backend.get(total[1]), grads.sum(axis=0)) <= 1e-15
     assert ref.rel_err(backend.get(mean[1]), grads.mean(axis=0)) <= 1e-15
@@ -132,33 +150,33 @@ def test_reductions(backend):
     for t in range(4):
         def f(th, t=t):
             return ref.meta_losses(th, p["Xs"][t:t + 1], p["ys"][t:t + 1],
-                                   p["Xq"][t:t + 1], p["yq"][t:t + 1], 0.3, 2)[0]
+                                   p["Xq"][t:t + 1], p["yq"][t:t + 1], 0.3, 2, model=model)[0]
 
         assert ref.rel_err(grads[t], ref.complex_step_gradient(f, p["theta"])) <= 1e-12
     one = refmaml.meta_value_and_grad(*(backend.put(p[k][0]) if k != "theta" else backend.put(p[k])
                                         for k in ("theta", "Xs", "ys", "Xq", "yq")), **kw,
                                       reduction="none")
-    assert one[0].shape == () and one[1].shape == (4,)
+    assert one[0].shape == () and one[1].shape == SHAPE[model]
 
 
-def test_adapt_matches_reference_and_trajectory(backend):
+@pytest.mark.parametrize("model", MODELS)
+def test_adapt_matches_reference_and_trajectory(backend, model):
     """(M2): every iterate equals the reference gradient-descent loop."""
-    p = _problem(seed=2)
+    p = _problem(seed=2, model=model)
     pb = _on(backend, p)
-    traj = refmaml.adapt(pb["theta"], pb["Xs"], pb["ys"], inner_lr=0.7, inner_steps=4,
-                                 l2=0.2, return_trajectory=True)
+    kw = dict(inner_lr=0.7, inner_steps=4, l2=0.2, model=model)
+    traj = refmaml.adapt(pb["theta"], pb["Xs"], pb["ys"], **kw, return_trajectory=True)
     backend.assert_home(traj)
-    assert traj.shape == (5, 3, 4)
+    assert traj.shape == (5, 3) + SHAPE[model]
     traj = backend.get(traj)
     for k in range(5):
         for t in range(3):
-            want = ref.adapt(p["theta"], p["Xs"][t], p["ys"][t], 0.7, k, 0.2)
+            want = ref.adapt(p["theta"], p["Xs"][t], p["ys"][t], 0.7, k, 0.2, model)
             assert ref.rel_err(traj[k, t], want) <= 1e-14
-    last = refmaml.adapt(pb["theta"], pb["Xs"], pb["ys"], inner_lr=0.7, inner_steps=4, l2=0.2)
+    last = refmaml.adapt(pb["theta"], pb["Xs"], pb["ys"], **kw)
     assert np.array_equal(backend.get(last), traj[-1])
-    single = refmaml.adapt(pb["theta"], pb["Xs"][0, ...], pb["ys"][0, ...], inner_lr=0.7,
-                           inner_steps=4, l2=0.2, return_trajectory=True)
-    assert single.shape == (5, 4)
+    single = refmaml.adapt(pb["theta"], pb["Xs"][0, ...], pb["ys"][0, ...], **kw, return_trajectory=True)
+    assert single.shape == (5,) + SHAPE[model]
 
 
 def test_adapt_with_zero_steps_returns_a_copy_per_task():
@@ -169,42 +187,47 @@ def test_adapt_with_zero_steps_returns_a_copy_per_task():
     assert np.all(theta == [1.0, 2.0])
 
 
-def test_meta_gradient_is_never_built_from_a_hessian(monkeypatch):
+@pytest.mark.parametrize("model", MODELS)
+def test_meta_gradient_is_never_built_from_a_hessian(monkeypatch, model):
     """(M6): the meta-gradient path uses Hessian-vector products only (no d x d matrix)."""
     def forbidden(*a, **k):
         raise AssertionError("explicit Hessian formed")
 
-    monkeypatch.setattr(logistic, "_hessian", forbidden)
-    p = _problem(seed=0)
-    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3)
+    monkeypatch.setattr(models.get(model), "_hessian", forbidden)
+    p = _problem(seed=0, model=model)
+    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3, model=model)
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("K", [0, 1, 6])
-def test_cost_is_K_gradients_K_hvps_and_one_query_gradient(monkeypatch, K):
+def test_cost_is_K_gradients_K_hvps_and_one_query_gradient(monkeypatch, K, model):
     """(M9): the exact meta-gradient evaluates K support gradients, K HVPs, and the query loss
     and gradient once, together."""
     calls = {"grad": 0, "query": 0, "hvp": 0}
+    module = models.get(model)
     for name, key in (("_grad_state", "grad"), ("_value_grad", "query"), ("_hvp_state", "hvp")):
-        original = getattr(logistic, name)
+        original = getattr(module, name)
 
         def counted(*a, _original=original, _key=key, **k):
             calls[_key] += 1
             return _original(*a, **k)
 
-        monkeypatch.setattr(logistic, name, counted)
-    refmaml.meta_value_and_grad(**_problem(seed=0), inner_lr=0.3, inner_steps=K)
+        monkeypatch.setattr(module, name, counted)
+    p = _problem(seed=0, model=model)
+    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, model=model)
     assert calls == {"grad": K, "query": 1, "hvp": K}
     calls.update(grad=0, query=0, hvp=0)
-    refmaml.meta_value_and_grad(**_problem(seed=0), inner_lr=0.3, inner_steps=K, first_order=True)
+    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, first_order=True, model=model)
     assert calls == {"grad": K, "query": 1, "hvp": 0}
 
 
-def test_float32_stays_float32_and_is_accurate():
-    p = _problem(seed=9)
-    p32 = {k: v.astype(np.float32) for k, v in p.items()}
-    loss, g = refmaml.meta_value_and_grad(**p32, inner_lr=0.3, inner_steps=3)
+@pytest.mark.parametrize("model", MODELS)
+def test_float32_stays_float32_and_is_accurate(model):
+    p = _problem(seed=9, model=model)
+    p32 = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in p.items()}
+    loss, g = refmaml.meta_value_and_grad(**p32, inner_lr=0.3, inner_steps=3, model=model)
     assert loss.dtype == np.float32 and g.dtype == np.float32
-    _, g64 = refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3)
+    _, g64 = refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3, model=model)
     # float32 inputs are the float64 ones rounded; the result moves by a few eps32 times K.
     assert ref.rel_err(g, g64) <= 100 * np.finfo(np.float32).eps
 

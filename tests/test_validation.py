@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import refmaml
-from refmaml.models import logistic
+from refmaml.models import logistic, softmax
 
 RNG = np.random.default_rng(0)
 GOOD = dict(
@@ -99,6 +99,81 @@ def test_meta_value_and_grad_rejects(changes, exc, name, monkeypatch):
     monkeypatch.setattr(logistic, "_value_grad", no_work)
     with pytest.raises(exc, match=name):
         meta(**changes)
+
+
+SOFTMAX = dict(
+    GOOD, theta=RNG.standard_normal((3, 4)), ys=RNG.integers(0, 4, (2, 4)), yq=RNG.integers(0, 4, (2, 5)),
+)
+
+BAD_SOFTMAX = [
+    # (changes, exception, pattern the message must match)
+    (dict(ys=SOFTMAX["ys"].astype(float)), TypeError,
+     "ys has dtype float64; softmax labels must be integers"),
+    (dict(yq=SOFTMAX["yq"] > 1), TypeError, "yq has dtype bool"),
+    (dict(ys=SOFTMAX["ys"].astype(complex)), TypeError, "ys"),
+    (dict(ys=np.full((2, 4), 4)), ValueError, r"ys holds the label 4, but theta has 4 classes .*\[0, 4\)"),
+    (dict(yq=np.full((2, 5), -1)), ValueError, "yq holds the label -1"),
+    (dict(ys=SOFTMAX["ys"][:, :3]), ValueError, "ys has shape"),
+    (dict(theta=np.ones((3, 3))), ValueError, "ys holds the label 3, but theta has 3 classes"),
+    (dict(theta=np.ones(3)), ValueError, "theta"),
+    (dict(theta=np.ones((3, 4, 1))), ValueError, "theta"),
+    (dict(theta=np.ones((3, 1)), ys=np.zeros((2, 4), int), yq=np.zeros((2, 5), int)), ValueError,
+     "theta has shape .*at least 2 classes"),
+    (dict(theta=np.ones((4, 4))), ValueError, "theta has shape .* but Xs has 3 features"),
+    (dict(theta=with_nan(np.ones((3, 4)))), ValueError, "theta"),
+]
+
+
+@pytest.mark.parametrize("changes, exc, pattern", BAD_SOFTMAX,
+                         ids=[f"softmax-{i}" for i in range(len(BAD_SOFTMAX))])
+def test_softmax_meta_value_and_grad_rejects(changes, exc, pattern, monkeypatch):
+    def no_work(*a, **k):
+        raise AssertionError("computation started before the input was checked")
+
+    for name in ("_grad_state", "_loss", "_value_grad"):
+        monkeypatch.setattr(softmax, name, no_work)
+    args = {**SOFTMAX, **RATE, **changes}
+    with pytest.raises(exc, match=pattern):
+        refmaml.meta_value_and_grad(args.pop("theta"), args.pop("Xs"), args.pop("ys"), args.pop("Xq"),
+                                    args.pop("yq"), model="softmax", **args)
+
+
+def test_softmax_model_functions_reject():
+    theta, X, y = SOFTMAX["theta"], SOFTMAX["Xs"][0], SOFTMAX["ys"][0]
+    for f in (softmax.loss, softmax.grad, softmax.hessian):
+        with pytest.raises(TypeError, match="y has dtype float64"):
+            f(theta, X, y.astype(float))
+        with pytest.raises(ValueError, match="y holds the label 7, but theta has 4 classes"):
+            f(theta, X, np.full(4, 7))
+        with pytest.raises(ValueError, match="theta"):
+            f(theta[:, 0], X, y)
+    with pytest.raises(ValueError, match="v has shape"):
+        softmax.hvp(theta, X, y, np.ones(3))
+    with pytest.raises(ValueError, match="v has shape"):
+        softmax.hvp(theta, X, y, np.ones((3, 3)))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        softmax.predict(np.ones((3, 1)), X)
+    with pytest.raises(ValueError, match="theta"):
+        softmax.predict(np.ones((2, 4)), X)
+
+
+def test_softmax_accepts_every_integer_label_dtype():
+    want = refmaml.meta_value_and_grad(**SOFTMAX, **RATE, model="softmax")
+    for dtype in (np.int8, np.uint8, np.int32, np.uint64):
+        got = refmaml.meta_value_and_grad(**{**SOFTMAX, "ys": SOFTMAX["ys"].astype(dtype),
+                                             "yq": SOFTMAX["yq"].astype(dtype)}, **RATE, model="softmax")
+        assert np.array_equal(got[1], want[1])
+    got = refmaml.meta_value_and_grad(**{**SOFTMAX, "ys": SOFTMAX["ys"].tolist()}, **RATE, model="softmax")
+    assert np.array_equal(got[1], want[1])
+
+
+def test_softmax_labels_of_a_narrow_dtype_with_many_classes(backend):
+    """300 classes, uint8 labels: no uint8 value reaches C, and no comparison overflows."""
+    rng = np.random.default_rng(2)
+    theta, X = rng.standard_normal((3, 300)), rng.standard_normal((5, 3))
+    y = rng.integers(0, 256, 5).astype(np.uint8)
+    got = backend.get(softmax.grad(backend.put(theta), backend.put(X), backend.put(y)))
+    assert np.array_equal(got, softmax.grad(theta, X, y.astype(np.int64)))
 
 
 @pytest.mark.parametrize("changes, exc, name", [

@@ -1,9 +1,11 @@
 """Validation and batching shared by the public functions of every model.
 
 A model module provides ``PARAM_NDIM`` (rank of one task's parameters:
-1 for ``(d,)``, 2 for ``(d, C)``) and
-``labels(xp, device, y, X, theta_shape, dtype, name)``, which checks the
-labels against the features and parameters and converts them to ``dtype``.
+1 for ``(d,)``, 2 for ``(d, C)``), ``check_parameters(theta, name)``, which
+refuses parameter shapes the model cannot use beyond rank and feature count,
+and ``labels(xp, device, y, X, theta_shape, dtype, name)``, which checks the
+labels against the features and parameters and converts them to the form
+the model computes with (of ``dtype``).
 The functions here do the rest: they take the namespace from the inputs,
 apply the dtype rules, check ranks and shapes, and give every array a leading
 task axis so that the model's private functions see one layout only.
@@ -54,6 +56,7 @@ def parameters(xp, device, model, theta, X, name, X_name, *, allow_task_axis):
             f"{name} has shape {tuple(theta.shape)} but {X_name} has {d} features "
             f"(shape {tuple(X.shape)}); the feature axes must match"
         )
+    model.check_parameters(theta, name)
     if theta.ndim == model.PARAM_NDIM + 1:
         if X.ndim != 3:
             raise ValueError(

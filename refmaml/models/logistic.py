@@ -23,6 +23,10 @@ from . import _prepare
 PARAM_NDIM = 1
 
 
+def check_parameters(theta, name):
+    """Any ``(d,)`` (or ``(T, d)``) whose ``d`` matches the features will do: nothing more to check."""
+
+
 def labels(xp, dev, y, X, theta_shape, dtype, name="y"):
     """Check binary labels and return them as ``dtype`` (0.0 and 1.0).
 
