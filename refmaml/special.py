@@ -63,6 +63,9 @@ def _pivoted(z, axis):
     digits of a dominant class.
     """
     xp = array_namespace(z)
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -z.ndim <= axis < z.ndim:
+        raise ValueError(f"axis must be an integer in [-{z.ndim}, {z.ndim}) for z of shape "
+                         f"{tuple(z.shape)}; got {axis!r}")
     size = z.shape[axis]
     if size == 0:
         raise ValueError(f"z has shape {tuple(z.shape)}: axis {axis} is empty (no classes)")

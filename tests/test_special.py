@@ -139,3 +139,8 @@ def test_softmax_family_keeps_namespace_and_refuses_an_empty_axis(backend):
         backend.assert_home(f(z, axis=0))
         with pytest.raises(ValueError, match="empty"):
             f(backend.put(np.ones((2, 0))))
+        for axis in (2, -3, 1.0, True, None):
+            with pytest.raises(ValueError, match="axis must be an integer"):
+                f(z, axis=axis)
+        with pytest.raises(ValueError, match="axis"):
+            f(backend.put(1.0))
