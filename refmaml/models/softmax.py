@@ -19,7 +19,7 @@ import sys
 from array_api_compat import array_namespace, device
 
 from .. import _validate
-from ..special import log_softmax, softmax
+from ..special import _log_softmax_and_softmax, log_softmax, softmax
 from . import _prepare
 
 PARAM_NDIM = 2
@@ -74,10 +74,10 @@ def _ridge(theta):
     return xp.sum(theta * theta, axis=(-2, -1))
 
 
-def _value(Z, theta, Y, l2):
-    """Mean cross-entropy plus ridge from the logits, per task ``(T,)``: (S2), (S7)."""
-    xp = array_namespace(Z)
-    value = -xp.mean(xp.sum(Y * log_softmax(Z), axis=-1), axis=-1)
+def _value(logP, theta, Y, l2):
+    """Mean cross-entropy plus ridge from the log-probabilities ``(T, n, C)``, per task: (S2), (S7)."""
+    xp = array_namespace(logP)
+    value = -xp.mean(xp.sum(Y * logP, axis=-1), axis=-1)
     if l2:
         value = value + (l2 / 2) * _ridge(theta)
     return value
@@ -102,7 +102,7 @@ def _gradient(P, theta, X, Y, l2):
 
 def _loss(theta, X, Y, l2):
     """Loss per task ``(T,)``: ``derivations/softmax.md`` (S2), (S7)."""
-    return _value(_logits(theta, X), theta, Y, l2)
+    return _value(log_softmax(_logits(theta, X)), theta, Y, l2)
 
 
 def _grad_state(theta, X, Y, l2):
@@ -116,8 +116,8 @@ def _grad_state(theta, X, Y, l2):
 
 def _value_grad(theta, X, Y, l2):
     """Loss ``(T,)`` and gradient ``(T, d, C)`` from one evaluation of the logits: (S2), (S4)."""
-    Z = _logits(theta, X)
-    return _value(Z, theta, Y, l2), _gradient(softmax(Z), theta, X, Y, l2)
+    logP, P = _log_softmax_and_softmax(_logits(theta, X))
+    return _value(logP, theta, Y, l2), _gradient(P, theta, X, Y, l2)
 
 
 def _hvp_state(P, X, V, l2):
