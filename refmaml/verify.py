@@ -93,15 +93,16 @@ class _Instance:
             a = a.astype(self.dtype)
         return self.xp.asarray(a, device=self.device)
 
+    def _inner(self, kw):
+        """The instance's inner-loop settings, overridden by ``kw``."""
+        return {"inner_lr": self.alpha, "inner_steps": self.K, "l2": self.l2, "model": self.name, **kw}
+
     def meta(self, **kw):
-        args = dict(inner_lr=self.alpha, inner_steps=self.K, l2=self.l2, model=self.name)
-        args.update(kw)
+        args = self._inner(kw)
         return lambda t: meta_value_and_grad(t, self.Xs, self.ys, self.Xq, self.yq, **args)
 
     def adapt(self, t, **kw):
-        args = dict(inner_lr=self.alpha, inner_steps=self.K, l2=self.l2, model=self.name)
-        args.update(kw)
-        return adapt(t, self.Xs, self.ys, **args)
+        return adapt(t, self.Xs, self.ys, **self._inner(kw))
 
     def unrolled_meta_loss(self, t):
         return self.xp.mean(self.model.loss(self.adapt(t), self.Xq, self.yq))
