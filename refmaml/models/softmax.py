@@ -68,18 +68,17 @@ def _logits(theta, X):
     return X @ theta
 
 
-def _ridge(theta):
-    """``||theta||^2`` per task, as ``sum theta * theta`` (analytic for the complex step)."""
-    xp = array_namespace(theta)
-    return xp.sum(theta * theta, axis=(-2, -1))
+def _probabilities(theta, X):
+    """``P = softmax(X theta)`` row by row, ``(T, n, C)``: ``derivations/softmax.md`` (S1), (S6)."""
+    return softmax(_logits(theta, X))
 
 
 def _value(logP, theta, Y, l2):
     """Mean cross-entropy plus ridge from the log-probabilities ``(T, n, C)``, per task: (S2), (S7)."""
     xp = array_namespace(logP)
     value = -xp.mean(xp.sum(Y * logP, axis=-1), axis=-1)
-    if l2:
-        value = value + (l2 / 2) * _ridge(theta)
+    if l2:  # theta * theta, not |theta|^2: analytic for the complex step
+        value = value + (l2 / 2) * xp.sum(theta * theta, axis=(-2, -1))
     return value
 
 
@@ -110,7 +109,7 @@ def _grad_state(theta, X, Y, l2):
 
     ``P`` is all that Hessian-vector products at the same point need (S10).
     """
-    P = softmax(_logits(theta, X))
+    P = _probabilities(theta, X)
     return _gradient(P, theta, X, Y, l2), P
 
 
@@ -144,7 +143,7 @@ def _hessian(theta, X, l2):
     that entry ``(a C + c, b C + e)`` is ``H[(a, c), (b, e)]``.
     """
     xp = array_namespace(X)
-    P = softmax(_logits(theta, X))
+    P = _probabilities(theta, X)
     T, n, d = X.shape
     C = P.shape[-1]
     eye = xp.eye(C, dtype=P.dtype, device=device(P))
@@ -191,7 +190,7 @@ def hvp(theta, X, y, v, *, l2=0.0):
     does not depend on the labels.  Returns ``(d, C)`` or ``(T, d, C)``.
     """
     t, extra = _prepare.task(_MODEL, theta, X, y, l2, v=v)
-    P = softmax(_logits(t.theta, t.X))
+    P = _probabilities(t.theta, t.X)
     return t.unbatch(_hvp_state(P, t.X, extra["v"], t.l2))
 
 
@@ -213,4 +212,4 @@ def predict(theta, X):
     Returns ``(n, C)`` for one task, ``(T, n, C)`` for a stack.
     """
     t, _ = _prepare.task(_MODEL, theta, X, None)
-    return t.unbatch(softmax(_logits(t.theta, t.X)))
+    return t.unbatch(_probabilities(t.theta, t.X))
