@@ -18,6 +18,20 @@ def _verify(args):
     return 1 if failed else 0
 
 
+def _audit(args):
+    from . import audit
+
+    rows = audit.run()
+    print(audit.format_table(rows))
+    checked = [r for r in rows if r.reproduced is not None]
+    failed = sum(not r.reproduced for r in checked)
+    wrong = sum(r.claim.verdict != "correct" for r in rows)
+    print(f"\n{len(rows)} claims, {wrong} not correct as written; {len(checked)} checked by "
+          f"computation: {len(checked) - failed} reproduce their verdict, {failed} do not "
+          f"(details: {audit.ERRATA})")
+    return 1 if failed else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="refmaml",
@@ -28,6 +42,8 @@ def build_parser():
     p = sub.add_parser("verify", help="check every derivative identity on seeded random instances")
     p.add_argument("--seed", type=int, default=0, help="seed of the random instances (default 0)")
     p.set_defaults(run=_verify)
+    p = sub.add_parser("audit", help="check every claim of the seed tutorial and print the errata table")
+    p.set_defaults(run=_audit)
     return parser
 
 

@@ -13,7 +13,7 @@ import re
 import pytest
 
 import refmaml
-from refmaml import check, maml, special
+from refmaml import check, maml, special, tutorial
 from refmaml.models import logistic, softmax
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -84,6 +84,9 @@ PUBLIC_MATH = [
     maml.adapt, maml.meta_value_and_grad,
     check.relative_error, check.central_difference_gradient, check.complex_step_gradient,
     check.directional_derivative, check.hvp_reference, check.hvp_symmetry_error,
+    tutorial.output, tutorial.output_gradient, tutorial.cross_entropy, tutorial.gradient_line,
+    tutorial.linear_model_gradient, tutorial.code_step, tutorial.code_step_closed_form,
+    tutorial.cross_entropy_one_output,
 ]
 
 
