@@ -94,27 +94,63 @@ def steps(value, name="inner_steps"):
     return k
 
 
-def scalar_rate(xp, device, value, name="inner_lr"):
-    """A finite real or complex scalar, as a 0-d array, and whether it is *weak*.
+def _scalar(xp, device, value, name):
+    """A Python or NumPy number as a 0-d array (refusing booleans and non-numbers)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number or an array of numbers; got a boolean")
+    if np.asarray(value).dtype.kind not in "iufc":
+        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+    return as_array(xp, device, np.asarray(value).item(), name)
+
+
+def scalar(xp, device, value, name):
+    """A finite real or complex number, as a 0-d array, and whether it is *weak*.
 
     As in the array API's rules for Python scalars, a Python or NumPy scalar is
-    weak: it takes the precision of the arrays it meets (a real rate keeps
+    weak: it takes the precision of the arrays it meets (a real value keeps
     float32 data float32, a complex one only makes the computation complex).
     A 0-d array takes part in type promotion like any array.
     """
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a number; got a boolean")
     weak = isinstance(value, (numbers.Number, np.generic))
-    if weak:
-        if np.asarray(value).dtype.kind not in "iufc":
-            raise TypeError(f"{name} must be a number; got {type(value).__name__}")
-        value = np.asarray(value).item()
-    rate = as_array(xp, device, value, name)
-    if rate.ndim != 0:
-        raise ValueError(f"{name} must be a scalar; got an array of shape {tuple(rate.shape)}")
-    dtype = _float_dtype(xp, rate, name, allow_complex=True)
-    check_finite(xp, rate, name)
-    return cast(xp, rate, dtype), weak
+    x = _scalar(xp, device, value, name) if weak else as_array(xp, device, value, name)
+    if x.ndim != 0:
+        raise ValueError(f"{name} must be a scalar; got an array of shape {tuple(x.shape)}")
+    return _finite_rate(xp, x, name), weak
+
+
+def _finite_rate(xp, x, name):
+    if xp.isdtype(x.dtype, "bool"):
+        raise TypeError(f"{name} must hold numbers; got booleans")
+    x = cast(xp, x, _float_dtype(xp, x, name, allow_complex=True))
+    check_finite(xp, x, name)
+    return x
+
+
+def rates(xp, device, value, theta_shape, steps, name="inner_lr"):
+    """Inner learning rates (``derivations/variants.md`` (V1)): returns ``(rate, per_step, weak)``.
+
+    * a scalar, or an array of at most ``len(theta_shape)`` axes that broadcasts
+      against ``theta_shape``: the same rates serve every step (``per_step`` False);
+    * an array of exactly ``len(theta_shape) + 1`` axes whose leading axis has
+      length ``steps``: row ``k`` serves step ``k`` and broadcasts against
+      ``theta_shape`` (``per_step`` True).
+
+    Any other shape is a ValueError. Real or complex, finite; ``weak`` as in :func:`scalar`.
+    """
+    weak = isinstance(value, (numbers.Number, np.generic))
+    rate = _scalar(xp, device, value, name) if weak else as_array(xp, device, value, name)
+    P = len(theta_shape)
+    per_step = rate.ndim == P + 1
+    body = tuple(rate.shape[1:] if per_step else rate.shape)
+    fits = rate.ndim <= P + 1 and all(s in (1, t) for s, t in zip(reversed(body), reversed(theta_shape)))
+    if not fits or (per_step and rate.shape[0] != steps):
+        raise ValueError(
+            f"{name} has shape {tuple(rate.shape)}; expected a scalar, an array of at most "
+            f"{P} axes that broadcasts to theta's shape {tuple(theta_shape)} (the same rates at "
+            f"every step), or an array of shape ({steps}, ...) with one row per inner step "
+            f"(inner_steps={steps}) that broadcasts to {tuple(theta_shape)}"
+        )
+    return _finite_rate(xp, rate, name), per_step, weak
 
 
 def choice(value, name, options):

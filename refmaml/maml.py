@@ -14,10 +14,13 @@ are processed together by batched array operations.
 
 from dataclasses import dataclass
 
+from array_api_compat import device
+
 from . import _validate, _xp, models
 from .models import _prepare
 
 REDUCTIONS = ("mean", "sum", "none")
+NO_RATE = object()  # for methods without an inner learning rate (implicit MAML)
 
 
 @dataclass(frozen=True)
@@ -29,16 +32,26 @@ class _Problem:
     ys: object  # (T, n)
     Xq: object  # (T, m, d) or None
     yq: object  # (T, m) or None
-    rate: object  # 0-d array of the computation dtype
+    rate: object  # inner_lr as given (validated, of the computation dtype), or None
+    per_step: bool  # rate has a leading step axis
     steps: int
     l2: float
     batched: bool
 
+    def step_rate(self, k):
+        """The rate of inner step ``k``: 0-d or broadcastable against ``(T, P...)``."""
+        return self.rate[k, ...] if self.per_step else self.rate
 
-def _problem(theta, Xs, ys, Xq, yq, inner_lr, inner_steps, model, l2):
-    """Validate every argument of a MAML call, before any computation."""
+
+def _problem(theta, Xs, ys, Xq, yq, model, l2, *, inner_lr=NO_RATE, inner_steps=0):
+    """Validate every argument of a MAML-family call, before any computation.
+
+    ``inner_lr=NO_RATE`` for methods without an inner learning rate (implicit MAML).
+    """
     model = models.get(model)
-    arrays = {"theta": theta, "Xs": Xs, "ys": ys, "inner_lr": inner_lr}
+    arrays = {"theta": theta, "Xs": Xs, "ys": ys}
+    if inner_lr is not NO_RATE:
+        arrays["inner_lr"] = inner_lr
     if Xq is not None:
         arrays.update(Xq=Xq, yq=yq)
     xp, device = _xp.namespace(**arrays)
@@ -56,12 +69,14 @@ def _problem(theta, Xs, ys, Xq, yq, inner_lr, inner_steps, model, l2):
                 f"Xq has shape {tuple(Xq.shape)} but Xs has shape {tuple(Xs.shape)}; "
                 "they must agree in the number of tasks and of features"
             )
-    rate, weak_rate = _validate.scalar_rate(xp, device, inner_lr, "inner_lr")
     steps = _validate.steps(inner_steps, "inner_steps")
+    rate, per_step, weak_rate = None, False, True
+    if inner_lr is not NO_RATE:
+        rate, per_step, weak_rate = _validate.rates(xp, device, inner_lr, tuple(theta.shape), steps)
     l2 = _validate.l2(l2)
     dtype = _validate.compute_dtype(xp, theta, Xs, *(() if Xq is None else (Xq,)),
                                     *(() if weak_rate else (rate,)))
-    if _xp.is_complex(xp, rate):
+    if rate is not None and _xp.is_complex(xp, rate):
         dtype = _xp.complex_dtype_of(xp, dtype)
     real = _xp.real_dtype_of(xp, dtype)
     ys = model.labels(xp, device, ys, Xs, theta.shape, real, "ys")
@@ -76,26 +91,39 @@ def _problem(theta, Xs, ys, Xq, yq, inner_lr, inner_steps, model, l2):
     return _Problem(
         xp, model, _validate.cast(xp, theta, dtype), stack(Xs), stack(ys),
         None if Xq is None else stack(Xq), None if yq is None else stack(yq),
-        _validate.cast(xp, rate, dtype), steps, l2, batched,
+        None if rate is None else _validate.cast(xp, rate, dtype), per_step, steps, l2, batched,
     )
 
 
-def _inner_loop(p, keep):
-    """Run ``theta_{k+1} = theta_k - alpha grad L_s(theta_k)``: ``derivations/maml.md`` (M2).
+def _inner_loop(p, keep=()):
+    """Run ``theta_{k+1} = theta_k - alpha_k * grad L_s(theta_k)``: ``derivations/maml.md`` (M2),
+    with the rates of ``derivations/variants.md`` (V1).
 
-    ``keep`` is ``"states"`` (what the reverse pass needs: the model's
-    curvature data at theta_0..theta_{K-1}), ``"iterates"`` (theta_0..theta_K)
-    or ``None``.  Returns ``(theta_K (T, P...), kept list)``.
+    ``keep`` names what to remember per step: ``"iterates"`` (theta_0..theta_K),
+    ``"states"`` (the model's curvature data at theta_0..theta_{K-1}, what the
+    reverse pass needs), ``"grads"`` (grad L_s(theta_0..theta_{K-1}), what the
+    rate gradient needs).  Returns ``(theta_K (T, P...), {name: list})``.
     """
     xp = p.xp
     theta = xp.broadcast_to(p.theta, (p.Xs.shape[0],) + tuple(p.theta.shape))
-    kept = [theta] if keep == "iterates" else []
-    for _ in range(p.steps):
+    kept = {name: [] for name in keep}
+    if "iterates" in kept:
+        kept["iterates"].append(theta)
+    for k in range(p.steps):
         g, state = p.model._grad_state(theta, p.Xs, p.ys, p.l2)
-        theta = theta - p.rate * g
-        if keep is not None:
-            kept.append(theta if keep == "iterates" else state)
+        theta = theta - p.step_rate(k) * g
+        for name, value in (("iterates", theta), ("states", state), ("grads", g)):
+            if name in kept:
+                kept[name].append(value)
     return theta, kept
+
+
+def _describe_rate(p):
+    xp = p.xp
+    if p.rate.ndim:
+        return f"inner_lr of shape {tuple(p.rate.shape)}"
+    value = complex(p.rate) if _xp.is_complex(xp, p.rate) else float(p.rate)
+    return f"inner_lr={value}"
 
 
 def _require_finite(p, what, *arrays):
@@ -107,9 +135,19 @@ def _require_finite(p, what, *arrays):
     if not bool(finite):
         raise ValueError(
             f"the inner loop overflowed: {what} is not finite after {p.steps} steps "
-            f"with inner_lr={complex(p.rate) if _xp.is_complex(xp, p.rate) else float(p.rate)}; "
-            "use a smaller inner_lr or fewer inner_steps"
+            f"with {_describe_rate(p)}; use a smaller inner_lr or fewer inner_steps"
         )
+
+
+def _sum_to(xp, c, body):
+    """Sum per-task, per-parameter ``c (T, P...)`` down to ``(T,) + body``, where ``body`` is
+    the shape that was broadcast against ``P``: over the leading parameter axes it lacks and the
+    axes where it has length 1 (``derivations/variants.md`` (V4))."""
+    lead = c.ndim - 1 - len(body)
+    if lead:
+        c = xp.sum(c, axis=tuple(range(1, 1 + lead)))
+    axes = tuple(1 + i for i, s in enumerate(body) if s == 1 and c.shape[1 + i] != 1)
+    return xp.sum(c, axis=axes, keepdims=True) if axes else c
 
 
 def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0,
@@ -118,6 +156,10 @@ def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0,
 
     ``derivations/maml.md`` (M2): ``theta_{k+1} = theta_k - inner_lr * grad L_s(theta_k)``,
     ``k = 0..K-1``, with ``L_s`` the model's loss on ``(Xs, ys)`` including ``l2``.
+    ``inner_lr`` may be an array of rates, per parameter and/or per step
+    (``derivations/variants.md`` (V1)): an array of at most ``theta.ndim`` axes
+    broadcasts against ``theta`` at every step; one of ``theta.ndim + 1`` axes has
+    one row per step (length ``inner_steps``).
 
     ``model`` is ``"logistic"`` (``theta (d,)``) or ``"softmax"`` (``theta (d, C)``).
 
@@ -128,29 +170,38 @@ def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0,
     """
     if not isinstance(return_trajectory, bool):
         raise TypeError(f"return_trajectory must be True or False; got {return_trajectory!r}")
-    p = _problem(theta, Xs, ys, None, None, inner_lr, inner_steps, model, l2)
+    p = _problem(theta, Xs, ys, None, None, model, l2, inner_lr=inner_lr, inner_steps=inner_steps)
     xp = p.xp
     with _xp.quiet_overflow():
-        theta_K, iterates = _inner_loop(p, "iterates" if return_trajectory else None)
+        theta_K, kept = _inner_loop(p, ("iterates",) if return_trajectory else ())
     _require_finite(p, "theta_K", theta_K)
     if return_trajectory:
-        out = xp.stack(iterates, axis=0)
+        out = xp.stack(kept["iterates"], axis=0)
         return out if p.batched else out[:, 0, ...]
     if p.steps == 0:  # theta_K is a broadcast view of the input: hand back a copy
         theta_K = xp.asarray(theta_K, copy=True)
     return theta_K if p.batched else theta_K[0, ...]
 
 
+def _reduce(p, reduction, per_task):
+    """``(T, ...)`` per-task results -> mean, sum, or (for one task) the task's own."""
+    xp = p.xp
+    if reduction == "none":
+        return per_task if p.batched else per_task[0, ...]
+    return (xp.mean if reduction == "mean" else xp.sum)(per_task, axis=0)
+
+
 def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="logistic",
-                        l2=0.0, first_order=False, reduction="mean"):
-    """MAML meta-loss and its exact gradient with respect to ``theta``.
+                        l2=0.0, first_order=False, reduction="mean", lr_grad=False):
+    """MAML meta-loss and its exact gradient with respect to ``theta`` (and ``inner_lr``).
 
     Meta-loss (``derivations/maml.md`` (M3)): the unregularised query loss
     ``L_q(theta_K)`` of each task after :func:`adapt`, reduced over tasks.
 
     Meta-gradient (M6), by reverse accumulation with Hessian-vector products
     (never a Hessian): ``g_K = grad L_q(theta_K)``, then
-    ``g_k = g_{k+1} - inner_lr * H_s(theta_k) g_{k+1}`` for ``k = K-1..0``;
+    ``g_k = g_{k+1} - H_s(theta_k) (alpha_k * g_{k+1})`` for ``k = K-1..0``
+    (``derivations/variants.md`` (V2); for a scalar rate this is (M6));
     the answer is ``g_0``.  Cost (M9): ``K`` support gradients, ``K``
     Hessian-vector products and one query gradient per task, about ``2K + 1``
     gradient evaluations, with ``O(K n)`` memory for the curvature weights
@@ -159,25 +210,57 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     ``model`` is ``"logistic"`` (``theta (d,)``, labels 0/1) or ``"softmax"``
     (``theta (d, C)``, integer labels in ``[0, C)``).
 
+    ``inner_lr``: a scalar, or learned rates as in :func:`adapt` (V1).  With
+    ``lr_grad=True`` the gradient with respect to ``inner_lr`` comes from the
+    same reverse pass: step ``k``'s rate receives ``-g_{k+1} * grad L_s(theta_k)``,
+    summed over the axes it was broadcast along (V3), (V4); with
+    ``first_order=True`` also, ``-g_K * grad L_s(theta_k)`` (V5).  It has
+    ``inner_lr``'s shape (0-d for a scalar rate); ``O(K P)`` more memory.
+
     ``reduction``: ``"mean"`` or ``"sum"`` over tasks gives a 0-d loss and a
     gradient of ``theta``'s shape; ``"none"`` gives per-task losses ``(T,)``
-    and gradients ``(T,) + theta.shape`` (no task axis for one task).
+    and gradients ``(T,) + theta.shape`` (and rate gradients ``(T,) +
+    inner_lr.shape``; no task axis for one task).
     ``l2`` enters the support loss only (M1).
 
-    Returns ``(meta_loss, meta_grad)``, arrays of the inputs' namespace and device.
+    Returns ``(meta_loss, meta_grad)``, or ``(meta_loss, meta_grad, inner_lr_grad)``
+    with ``lr_grad=True``: arrays of the inputs' namespace and device.
     """
-    if not isinstance(first_order, bool):
-        raise TypeError(f"first_order must be True or False; got {first_order!r}")
+    for name, flag in (("first_order", first_order), ("lr_grad", lr_grad)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False; got {flag!r}")
     reduction = _validate.choice(reduction, "reduction", REDUCTIONS)
-    p = _problem(theta, Xs, ys, Xq, yq, inner_lr, inner_steps, model, l2)
+    p = _problem(theta, Xs, ys, Xq, yq, model, l2, inner_lr=inner_lr, inner_steps=inner_steps)
     xp, model = p.xp, p.model
+    keep = (() if first_order else ("states",)) + (("grads",) if lr_grad else ())
     with _xp.quiet_overflow():
-        theta_K, states = _inner_loop(p, None if first_order else "states")
+        theta_K, kept = _inner_loop(p, keep)
         losses, g = model._value_grad(theta_K, p.Xq, p.yq, 0.0)
-        for state in reversed(states):
-            g = g - p.rate * model._hvp_state(state, p.Xs, g, p.l2)
+        g_K, rate_grads = g, []
+        for k in reversed(range(p.steps)):
+            adjoint = g_K if first_order else g
+            if lr_grad:
+                rate_grads.append(-adjoint * kept["grads"][k])
+            if not first_order:
+                g = g - model._hvp_state(kept["states"][k], p.Xs, p.step_rate(k) * g, p.l2)
     _require_finite(p, "the adapted parameters or the query loss", theta_K, losses, g)
-    if reduction == "none":
-        return (losses, g) if p.batched else (losses[0], g[0, ...])
-    reduce = xp.mean if reduction == "mean" else xp.sum
-    return reduce(losses), reduce(g, axis=0)
+    if not lr_grad:
+        return _reduce(p, reduction, losses), _reduce(p, reduction, g)
+    return (_reduce(p, reduction, losses), _reduce(p, reduction, g),
+            _reduce(p, reduction, _rate_gradient(p, rate_grads[::-1], losses.shape[0])))
+
+
+def _rate_gradient(p, contributions, T):
+    """Per-task gradient with respect to ``inner_lr``, ``(T,) + inner_lr.shape`` (V3), (V4).
+
+    ``contributions[k]`` is step ``k``'s ``-g_{k+1} * grad L_s(theta_k)``, ``(T, P...)``.
+    """
+    xp = p.xp
+    body = tuple(p.rate.shape[1:]) if p.per_step else tuple(p.rate.shape)
+    summed = [_sum_to(xp, c, body) for c in contributions]
+    if summed and p.per_step:
+        return xp.stack(summed, axis=1)
+    total = xp.zeros((T,) + tuple(p.rate.shape), dtype=p.theta.dtype, device=device(p.theta))
+    for c in summed:
+        total = total + c
+    return total

@@ -1,0 +1,22 @@
+"""Reptile (Nichol, Achiam and Schulman 2018): ``derivations/variants.md`` (V6)-(V9)."""
+
+from .. import _xp
+from ..maml import _inner_loop, _problem, _require_finite
+
+
+def reptile_direction(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0):
+    """Mean over tasks of ``theta - theta_K``, the direction of the Reptile update (V6).
+
+    ``theta_K`` is :func:`refmaml.adapt`'s result: ``inner_steps`` full-batch gradient
+    steps on each task's support loss (with ``l2``), with a scalar ``inner_lr`` or the
+    learned rates of ``derivations/variants.md`` (V1). The Reptile update is
+    ``theta <- theta - outer_lr * reptile_direction(...)``. Its relation to MAML and
+    first-order MAML for small ``inner_lr`` is (V7)-(V9).
+
+    Returns an array of ``theta``'s shape, in the inputs' namespace and device.
+    """
+    p = _problem(theta, Xs, ys, None, None, model, l2, inner_lr=inner_lr, inner_steps=inner_steps)
+    with _xp.quiet_overflow():
+        theta_K, _ = _inner_loop(p)
+    _require_finite(p, "theta_K", theta_K)
+    return p.xp.mean(p.theta - theta_K, axis=0)
