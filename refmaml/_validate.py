@@ -65,19 +65,33 @@ def nonempty(x, name, axes):
             raise ValueError(f"{name} has shape {tuple(x.shape)}: it needs at least one {meaning}")
 
 
-def l2(value):
-    """The ridge coefficient: a finite real number >= 0 (Python, NumPy or 0-d array), as float."""
+def real_number(value, name):
+    """A finite real number (Python, NumPy or 0-d array of any namespace), as float."""
     real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
     if not real and getattr(value, "ndim", None) == 0 and hasattr(value, "dtype"):
-        xp = _xp.namespace(l2=value)[0]
+        xp = _xp.namespace(**{name: value})[0]
         real = xp.isdtype(value.dtype, ("integral", "real floating"))
     if not real:
-        raise TypeError(f"l2 must be a real number; got {type(value).__name__}")
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"l2 must be finite; got {value}")
+        raise ValueError(f"{name} must be finite; got {value}")
+    return value
+
+
+def l2(value):
+    """The ridge coefficient: a finite real number >= 0, as float."""
+    value = real_number(value, "l2")
     if value < 0:
         raise ValueError(f"l2 must be >= 0; got {value}")
+    return value
+
+
+def positive(value, name):
+    """A finite real number > 0, as float."""
+    value = real_number(value, name)
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0; got {value}")
     return value
 
 
@@ -142,7 +156,7 @@ def rates(xp, device, value, theta_shape, steps, name="inner_lr"):
     P = len(theta_shape)
     per_step = rate.ndim == P + 1
     body = tuple(rate.shape[1:] if per_step else rate.shape)
-    fits = rate.ndim <= P + 1 and all(s in (1, t) for s, t in zip(reversed(body), reversed(theta_shape)))
+    fits = len(body) <= P and all(s in (1, t) for s, t in zip(body, theta_shape[P - len(body):], strict=True))
     if not fits or (per_step and rate.shape[0] != steps):
         raise ValueError(
             f"{name} has shape {tuple(rate.shape)}; expected a scalar, an array of at most "

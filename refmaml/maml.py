@@ -231,7 +231,7 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
             raise TypeError(f"{name} must be True or False; got {flag!r}")
     reduction = _validate.choice(reduction, "reduction", REDUCTIONS)
     p = _problem(theta, Xs, ys, Xq, yq, model, l2, inner_lr=inner_lr, inner_steps=inner_steps)
-    xp, model = p.xp, p.model
+    model = p.model
     keep = (() if first_order else ("states",)) + (("grads",) if lr_grad else ())
     with _xp.quiet_overflow():
         theta_K, kept = _inner_loop(p, keep)

@@ -81,7 +81,7 @@ PUBLIC_MATH = [
     special.logsumexp, special.log_softmax, special.softmax,
     logistic.loss, logistic.grad, logistic.hvp, logistic.hessian, logistic.predict,
     softmax.loss, softmax.grad, softmax.hvp, softmax.hessian, softmax.predict,
-    maml.adapt, maml.meta_value_and_grad,
+    maml.adapt, maml.meta_value_and_grad, refmaml.reptile_direction, refmaml.imaml_value_and_grad,
     check.relative_error, check.central_difference_gradient, check.complex_step_gradient,
     check.directional_derivative, check.hvp_reference, check.hvp_symmetry_error,
     tutorial.output, tutorial.output_gradient, tutorial.cross_entropy, tutorial.gradient_line,
@@ -98,5 +98,7 @@ def test_public_functions_cite_their_equations(fn):
 def test_exports():
     assert refmaml.adapt is maml.adapt
     assert refmaml.meta_value_and_grad is maml.meta_value_and_grad
+    assert refmaml.reptile_direction is refmaml.variants.reptile.reptile_direction
+    assert refmaml.imaml_value_and_grad is refmaml.variants.imaml.imaml_value_and_grad
     assert issubclass(refmaml.ConvergenceError, ValueError)
     assert re.fullmatch(r"\d+\.\d+\.\d+", refmaml.__version__)

@@ -11,11 +11,19 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 def test_readme_examples_run():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert len(blocks) >= 2
-    ns = {}
+    ns, seen = {}, []
     for block in blocks:  # later blocks continue the earlier ones
         exec(compile(block, str(README), "exec"), ns)
-    T, m, d, C = ns["T"], ns["m"], ns["d"], ns["C"]
-    assert ns["grad"].shape == (d, C) and ns["probs"].shape == (T, m, C)
+        seen.append(dict(ns))
+    softmax = next(s for s in seen if "C" in s)   # the block of the softmax example
+    T, m, d, C = softmax["T"], softmax["m"], softmax["d"], softmax["C"]
+    assert softmax["grad"].shape == (d, C) and softmax["probs"].shape == (T, m, C)
     # softmax.md (S13): rows of the meta-gradient sum to zero, to rounding of their terms
-    assert np.all(np.abs(ns["grad"].sum(axis=1)) <= 1e-14 * np.abs(ns["grad"]).sum(axis=1))
-    assert np.allclose(ns["probs"].sum(axis=-1), 1.0, rtol=0, atol=1e-15)
+    assert np.all(np.abs(softmax["grad"].sum(axis=1)) <= 1e-14 * np.abs(softmax["grad"]).sum(axis=1))
+    assert np.allclose(softmax["probs"].sum(axis=-1), 1.0, rtol=0, atol=1e-15)
+    # the MAML-family examples: shapes and solver reports as the text says
+    rates = next(s for s in seen if "meta_sgd" in s)
+    assert rates["per_step"].shape == (3, 1) and rates["rate_grad"].shape == rates["meta_sgd"].shape
+    assert ns["theta_next"].shape == (d,) and ns["grad"].shape == (d,)
+    info = ns["info"]
+    assert info["inner_residual"] <= info["tol"] and info["cg_residual"] <= info["tol"]

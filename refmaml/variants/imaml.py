@@ -9,9 +9,6 @@ synchronisation but no data transfer.
 """
 
 import math
-import numbers
-
-import numpy as np
 
 from .. import _validate, _xp
 from ..errors import ConvergenceError
@@ -70,18 +67,6 @@ def conjugate_gradient(xp, apply, b, rtol, maxiter):
         iterations += 1
     residual = _norm(xp, b - apply(x)) / _safe(xp, b_norm)
     return x, residual, iterations
-
-
-def _positive(value, name):
-    real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    if not real and getattr(value, "ndim", None) == 0 and hasattr(value, "dtype"):
-        real = np.dtype(str(value.dtype)).kind in "iuf"
-    if not real:
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0; got {value}")
-    return value
 
 
 def _inner_solve(p, lam, tol):
@@ -170,13 +155,13 @@ def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0
     that), ``inner_residual`` and ``cg_residual`` (the worst task's relative
     residuals, floats), ``inner_iterations`` and ``cg_iterations``, and ``tol``.
     """
-    lam = _positive(lam, "lam")
+    lam = _validate.positive(lam, "lam")
     p = _problem(theta, Xs, ys, Xq, yq, model, l2)
     xp = p.xp
     if _xp.is_complex(xp, p.theta):
         raise TypeError("implicit MAML takes real theta; complex parameters are for the complex "
                         "step through an unrolled inner loop (meta_value_and_grad)")
-    tol = _xp.eps(xp, p.theta.dtype) ** 0.75 if tol is None else _positive(tol, "tol")
+    tol = _xp.eps(xp, p.theta.dtype) ** 0.75 if tol is None else _validate.positive(tol, "tol")
     size = math.prod(p.theta.shape)
     cg_maxiter = 10 * size + 10 if cg_maxiter is None else _validate.steps(cg_maxiter, "cg_maxiter")
     with _xp.quiet_overflow():
