@@ -14,6 +14,15 @@ scale it is made of, so their tolerances sit a few tens of ``eps`` above
 rounding (1e-15 for the Hessian's null space, 1e-14 for the row sums of a
 meta-gradient, which accumulate K + 1 products); a bug there gives errors of
 order one.
+
+The MAML-family identities (``derivations/variants.md``): learned-rate
+gradients against the complex step (1e-12); the Taylor relations of Reptile,
+first-order MAML and MAML, whose "error" is the distance of the observed
+order of their remainders from 2 (tolerance 0.05, float64 only); implicit
+MAML against central differences (1e-6) and against the complex step through
+60 unrolled proximal gradient steps (1e-10: the solver tolerance ``eps^(3/4)``
+times the condition number of (V13), with room), and its solver residuals
+against the default tolerance ``eps^(3/4)``.
 """
 
 from dataclasses import dataclass
