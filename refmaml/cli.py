@@ -32,6 +32,28 @@ def _audit(args):
     return 1 if failed else 0
 
 
+def _vectors(args):
+    from .oracle import vectors
+
+    paths = vectors.write(args.out)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _check(args):
+    from .oracle import format_report, judge, vectors
+
+    try:
+        dtype, produced = vectors.load_results(args.results)
+    except vectors.InvalidFile as exc:
+        print(f"refmaml check: {exc}", file=sys.stderr)
+        return 2
+    report = judge.check_results(produced, dtype)
+    print(format_report(report))
+    return 0 if report.passed else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="refmaml",
@@ -42,6 +64,12 @@ def build_parser():
     p = sub.add_parser("verify", help="check every derivative identity on seeded random instances")
     p.add_argument("--seed", type=int, default=0, help="seed of the random instances (default 0)")
     p.set_defaults(run=_verify)
+    p = sub.add_parser("vectors", help="write the test vectors (JSON, .npz and their schemas) to a directory")
+    p.add_argument("--out", required=True, help="directory to write into (created if missing)")
+    p.set_defaults(run=_vectors)
+    p = sub.add_parser("check", help="judge results computed elsewhere on the test vectors, and diagnose bugs")
+    p.add_argument("results", help="a JSON file in the results schema (results.schema.json)")
+    p.set_defaults(run=_check)
     p = sub.add_parser("audit", help="check every claim of the seed tutorial and print the errata table")
     p.set_defaults(run=_audit)
     return parser

@@ -1,0 +1,278 @@
+"""Test vectors: writing them (JSON and a ``.npz`` mirror) and reading them, or results, back.
+
+Files are untrusted: JSON only (``.npz`` read with ``allow_pickle=False``), every field checked
+for type, shape, range and finiteness before use. Floats are written with Python's shortest
+round-trip representation, so every float64 survives the JSON exactly. The schema is
+``vectors.schema.json`` (results: ``results.schema.json``) beside this module, and the README's
+section "Test vectors".
+"""
+
+import io
+import json
+import math
+import pathlib
+import zipfile
+
+import numpy as np
+
+from .. import __version__
+from . import answers, cases as _cases
+
+HERE = pathlib.Path(__file__).resolve().parent
+SCHEMAS = ("vectors.schema.json", "results.schema.json")
+STEM = f"refmaml-vectors-v{_cases.VERSION}"
+
+CONVENTIONS = {
+    "meta_loss": "mean over tasks of the query loss after inner_steps gradient steps on the support loss",
+    "loss": "mean over examples of the cross-entropy (binary for logistic, softmax for softmax), plus "
+            "(l2/2)||theta||^2 on the support loss only",
+    "inner_step": "theta_{k+1} = theta_k - inner_lr * grad L_s(theta_k), inner_lr a scalar or one rate per "
+                  "parameter at every step",
+    "shapes": "theta (d,) logistic or (d, C) softmax; Xs (T, n, d); ys (T, n); Xq (T, m, d); yq (T, m); "
+              "trajectory (K+1, T) + theta.shape; inner_lr_grad has inner_lr's shape",
+    "labels": "logistic: 0.0 or 1.0; softmax: integers in [0, C)",
+    "first_order": "first-order MAML: grad L_q(theta_K), and the rate gradient with the inner gradients "
+                   "held constant (derivations/variants.md (V5))",
+}
+
+
+def _tolist(a):
+    return a.tolist() if isinstance(a, np.ndarray) else a
+
+
+def case_record(case):
+    """The JSON record of one case: its inputs and every answer (float64, exact)."""
+    rate = case.inner_lr
+    right, first = answers.truth(case, rate), answers.first_order(case, rate)
+    return {
+        "id": case.id, "model": case.model, "diagnostic": case.diagnostic, "note": case.note,
+        "inputs": {"theta": case.theta.tolist(), "Xs": case.Xs.tolist(), "ys": case.ys.tolist(),
+                   "Xq": case.Xq.tolist(), "yq": case.yq.tolist(), "inner_lr": _tolist(rate),
+                   "inner_steps": case.inner_steps, "l2": case.l2},
+        "outputs": {"trajectory": answers.trajectory(case, rate).tolist(), "meta_loss": right.loss,
+                    "meta_grad": right.grad.tolist(), "first_order_meta_grad": first.grad.tolist(),
+                    "inner_lr_grad": _tolist(right.lr_grad[()] if right.lr_grad.ndim == 0 else right.lr_grad),
+                    "first_order_inner_lr_grad": _tolist(first.lr_grad[()] if first.lr_grad.ndim == 0
+                                                         else first.lr_grad)},
+    }
+
+
+def document():
+    """The whole vectors document (a dict), deterministic for a given refmaml version and platform."""
+    return {"format": "refmaml-vectors", "version": _cases.VERSION, "generator": f"refmaml {__version__}",
+            "conventions": CONVENTIONS, "cases": [case_record(c) for c in _cases.all_cases()]}
+
+
+def _json_bytes(doc):
+    # one case per line: diffs stay readable, floats keep their shortest exact repr
+    head = {k: v for k, v in doc.items() if k != "cases"}
+    lines = [json.dumps(head, separators=(",", ":"))[:-1] + ',"cases":[']
+    lines += [json.dumps(c, separators=(",", ":")) + ("," if i + 1 < len(doc["cases"]) else "")
+              for i, c in enumerate(doc["cases"])]
+    return ("\n".join(lines) + "\n]}\n").encode("utf-8")
+
+
+def _npz_bytes(doc):
+    """An ``.npz`` mirror with fixed timestamps, so that it is byte-identical on regeneration."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as z:
+        for c in doc["cases"]:
+            for part in ("inputs", "outputs"):
+                for key, value in c[part].items():
+                    array = np.asarray(value, dtype=np.int64 if key in ("inner_steps",) or
+                                       (key in ("ys", "yq") and c["model"] == "softmax") else np.float64)
+                    data = io.BytesIO()
+                    np.lib.format.write_array(data, array, allow_pickle=False)
+                    info = zipfile.ZipInfo(f"{c['id']}/{part}/{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                    z.writestr(info, data.getvalue())
+    return buffer.getvalue()
+
+
+def write(directory):
+    """Write the vectors (JSON and ``.npz``) and both schemas into ``directory``; returns the paths."""
+    out = pathlib.Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = document()
+    paths = [out / f"{STEM}.json", out / f"{STEM}.npz"] + [out / s for s in SCHEMAS]
+    contents = [_json_bytes(doc), _npz_bytes(doc)] + [(HERE / s).read_bytes() for s in SCHEMAS]
+    for path, data in zip(paths, contents, strict=True):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return paths
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+class InvalidFile(ValueError):
+    """A vectors or results file that cannot be used; the message says which field and why."""
+
+
+def _reject_constant(name):
+    raise InvalidFile(f"{name} is not a finite number; JSON files here hold finite numbers only")
+
+
+def _unique(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise InvalidFile(f"duplicate key in an object: {sorted(k for k in keys if keys.count(k) > 1)[0]!r}")
+    return dict(pairs)
+
+
+def read_json(path):
+    """Parse a JSON file strictly: no NaN or Infinity, no duplicate keys."""
+    try:
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidFile(f"cannot read {path}: {exc}") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique)
+    except json.JSONDecodeError as exc:
+        raise InvalidFile(f"{path} is not valid JSON: {exc}") from None
+
+
+def _object(value, where, required, optional=()):
+    if not isinstance(value, dict):
+        raise InvalidFile(f"{where} must be an object; got {type(value).__name__}")
+    missing = [k for k in required if k not in value]
+    extra = [k for k in value if k not in required and k not in optional]
+    if missing or extra:
+        raise InvalidFile(f"{where}: " + "; ".join(
+            ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {', '.join(extra)}"] if extra else [])))
+    return value
+
+
+def _number(value, where):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidFile(f"{where} must be a finite number; got {value!r}")
+    return float(value)
+
+
+def _array(value, where, shape=None, *, integer=False):
+    """A nested list of numbers as a float64 (or int64) array of ``shape`` (None entries free)."""
+    def leaves(v):
+        if isinstance(v, list):
+            for x in v:
+                yield from leaves(x)
+        else:
+            yield v
+    for x in leaves(value):
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or (isinstance(x, float) and not math.isfinite(x)):
+            raise InvalidFile(f"{where} must hold finite numbers only; found {x!r}")
+        if integer and not isinstance(x, int):
+            raise InvalidFile(f"{where} must hold integers; found {x!r}")
+    try:
+        a = np.array(value, dtype=np.int64 if integer else np.float64)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidFile(f"{where} is not a rectangular array of numbers: {exc}") from None
+    if a.dtype == object:
+        raise InvalidFile(f"{where} is not a rectangular array of numbers")
+    if shape is not None and (a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape))):
+        raise InvalidFile(f"{where} has shape {a.shape}; expected {tuple('*' if s is None else s for s in shape)}")
+    return a
+
+
+INPUTS = ("theta", "Xs", "ys", "Xq", "yq", "inner_lr", "inner_steps", "l2")
+OUTPUTS = ("trajectory", "meta_loss", "meta_grad", "first_order_meta_grad", "inner_lr_grad",
+           "first_order_inner_lr_grad")
+
+
+def _case(record, k):
+    where = f"cases[{k}]"
+    _object(record, where, ("id", "model", "diagnostic", "note", "inputs", "outputs"))
+    cid = record["id"]
+    if not isinstance(cid, str) or not cid or len(cid) > 200:
+        raise InvalidFile(f"{where}.id must be a non-empty string")
+    where = f"case {cid!r}"
+    model = record["model"]
+    if model not in _cases.MODELS:
+        raise InvalidFile(f"{where}: model must be one of {', '.join(_cases.MODELS)}; got {model!r}")
+    if not isinstance(record["diagnostic"], bool) or not isinstance(record["note"], str):
+        raise InvalidFile(f"{where}: diagnostic must be true or false and note a string")
+    inp = _object(record["inputs"], f"{where}.inputs", INPUTS)
+    theta = _array(inp["theta"], f"{where}.inputs.theta", (None,) if model == "logistic" else (None, None))
+    d, P = theta.shape[0], theta.shape
+    Xs = _array(inp["Xs"], f"{where}.inputs.Xs", (None, None, d))
+    T, n = Xs.shape[:2]
+    Xq = _array(inp["Xq"], f"{where}.inputs.Xq", (T, None, d))
+    m = Xq.shape[1]
+    if min(T, n, m, d) < 1:
+        raise InvalidFile(f"{where}: every axis of theta, Xs and Xq needs length >= 1")
+    labels = {}
+    for name, shape in (("ys", (T, n)), ("yq", (T, m))):
+        y = _array(inp[name], f"{where}.inputs.{name}", shape, integer=model == "softmax")
+        ok = np.isin(y, (0.0, 1.0)) if model == "logistic" else (y >= 0) & (y < P[-1])
+        if P[-1] < 2 and model == "softmax" or not np.all(ok):
+            raise InvalidFile(f"{where}.inputs.{name}: labels must be "
+                              + ("0 or 1" if model == "logistic" else f"integers in [0, {P[-1]})"))
+        labels[name] = y
+    rate = inp["inner_lr"]
+    rate = _number(rate, f"{where}.inputs.inner_lr") if not isinstance(rate, list) \
+        else _array(rate, f"{where}.inputs.inner_lr", P)
+    K = inp["inner_steps"]
+    if isinstance(K, bool) or not isinstance(K, int) or not 0 <= K <= 1000:
+        raise InvalidFile(f"{where}.inputs.inner_steps must be an integer in [0, 1000]; got {K!r}")
+    l2 = _number(inp["l2"], f"{where}.inputs.l2")
+    if l2 < 0:
+        raise InvalidFile(f"{where}.inputs.l2 must be >= 0; got {l2}")
+    out = _object(record["outputs"], f"{where}.outputs", OUTPUTS)
+    rate_shape = () if isinstance(rate, float) else P
+    outputs = {
+        "trajectory": _array(out["trajectory"], f"{where}.outputs.trajectory", (K + 1, T) + P),
+        "meta_loss": _number(out["meta_loss"], f"{where}.outputs.meta_loss"),
+        "meta_grad": _array(out["meta_grad"], f"{where}.outputs.meta_grad", P),
+        "first_order_meta_grad": _array(out["first_order_meta_grad"], f"{where}.outputs.first_order_meta_grad", P),
+    }
+    for name in ("inner_lr_grad", "first_order_inner_lr_grad"):
+        outputs[name] = _array(out[name], f"{where}.outputs.{name}", rate_shape)
+    case = _cases.Case(cid, model, theta, Xs, labels["ys"], Xq, labels["yq"], rate, K, l2, record["diagnostic"],
+                       record["note"])
+    return case, outputs
+
+
+def load(path):
+    """Read and validate a vectors file; returns ``[(Case, outputs dict), ...]``."""
+    doc = _object(read_json(path), "the file", ("format", "version", "generator", "conventions", "cases"))
+    if doc["format"] != "refmaml-vectors":
+        raise InvalidFile(f"format must be 'refmaml-vectors'; got {doc['format']!r}")
+    if doc["version"] != _cases.VERSION:
+        raise InvalidFile(f"vectors version {doc['version']!r}; this refmaml reads version {_cases.VERSION!r}")
+    if not isinstance(doc["cases"], list) or not doc["cases"]:
+        raise InvalidFile("cases must be a non-empty list")
+    loaded = [_case(r, k) for k, r in enumerate(doc["cases"])]
+    ids = [c.id for c, _ in loaded]
+    if len(set(ids)) != len(ids):
+        raise InvalidFile("case ids must be unique")
+    return loaded
+
+
+def load_results(path):
+    """Read and validate a results file: ``(dtype, {case id: Answer})``, checked against this
+    version's cases (known ids, right shapes)."""
+    doc = _object(read_json(path), "the file", ("format", "vectors_version", "results"), ("dtype", "implementation"))
+    if doc["format"] != "refmaml-results":
+        raise InvalidFile(f"format must be 'refmaml-results'; got {doc['format']!r}")
+    if doc["vectors_version"] != _cases.VERSION:
+        raise InvalidFile(f"results are for vectors version {doc['vectors_version']!r}; "
+                          f"this refmaml checks version {_cases.VERSION!r}")
+    dtype = doc.get("dtype", "float64")
+    if dtype not in ("float64", "float32"):
+        raise InvalidFile(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
+    results = doc["results"]
+    if not isinstance(results, dict) or not results:
+        raise InvalidFile("results must be a non-empty object keyed by case id")
+    known = {c.id: c for c in _cases.all_cases()}
+    produced = {}
+    for cid, entry in results.items():
+        if cid not in known:
+            raise InvalidFile(f"results has an unknown case id {cid!r}")
+        case = known[cid]
+        where = f"results[{cid!r}]"
+        _object(entry, where, ("meta_loss", "meta_grad"), ("inner_lr_grad",))
+        rate_grad = None
+        if "inner_lr_grad" in entry:
+            rate_grad = _array(entry["inner_lr_grad"], f"{where}.inner_lr_grad", np.shape(case.inner_lr))
+        produced[cid] = answers.Answer(_number(entry["meta_loss"], f"{where}.meta_loss"),
+                                       _array(entry["meta_grad"], f"{where}.meta_grad", case.theta.shape),
+                                       rate_grad)
+    return dtype, produced
