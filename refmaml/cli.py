@@ -67,7 +67,7 @@ def build_parser():
     p = sub.add_parser("vectors", help="write the test vectors (JSON, .npz and their schemas) to a directory")
     p.add_argument("--out", required=True, help="directory to write into (created if missing)")
     p.set_defaults(run=_vectors)
-    p = sub.add_parser("check", help="judge results computed elsewhere on the test vectors, and diagnose bugs")
+    p = sub.add_parser("check", help="judge results computed elsewhere on the test vectors; diagnose bugs")
     p.add_argument("results", help="a JSON file in the results schema (results.schema.json)")
     p.set_defaults(run=_check)
     p = sub.add_parser("audit", help="check every claim of the seed tutorial and print the errata table")

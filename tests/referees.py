@@ -164,7 +164,8 @@ def jax_maml(model):
             return loss(phi, Xq, yq)
 
         def meta(theta, lr, Xs, ys, Xq, yq, l2):
-            return jnp.mean(jax.vmap(task, in_axes=(None, None, 0, 0, 0, 0, None))(theta, lr, Xs, ys, Xq, yq, l2))
+            each = jax.vmap(task, in_axes=(None, None, 0, 0, 0, 0, None))
+            return jnp.mean(each(theta, lr, Xs, ys, Xq, yq, l2))
 
         return jax.jit(jax.value_and_grad(meta, argnums=(0, 1)))
 
@@ -172,8 +173,8 @@ def jax_maml(model):
 
     def fn(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
         f = compiled.setdefault(inner_steps, build(inner_steps))
-        value, (g_theta, g_lr) = f(jnp.asarray(theta), jnp.asarray(inner_lr), jnp.asarray(Xs), jnp.asarray(ys),
-                                   jnp.asarray(Xq), jnp.asarray(yq), l2)
+        args = map(jnp.asarray, (theta, inner_lr, Xs, ys, Xq, yq))
+        value, (g_theta, g_lr) = f(*args, l2)
         out = (float(value), np.asarray(g_theta))
         return out + (np.asarray(g_lr),) if np.ndim(inner_lr) else out
 

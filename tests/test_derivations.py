@@ -13,7 +13,7 @@ import re
 import pytest
 
 import refmaml
-from refmaml import check, maml, special, tutorial
+from refmaml import check, maml, oracle, special, tutorial
 from refmaml.models import logistic, softmax
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -82,6 +82,7 @@ PUBLIC_MATH = [
     logistic.loss, logistic.grad, logistic.hvp, logistic.hessian, logistic.predict,
     softmax.loss, softmax.grad, softmax.hvp, softmax.hessian, softmax.predict,
     maml.adapt, maml.meta_value_and_grad, refmaml.reptile_direction, refmaml.imaml_value_and_grad,
+    oracle.check,
     check.relative_error, check.central_difference_gradient, check.complex_step_gradient,
     check.directional_derivative, check.hvp_reference, check.hvp_symmetry_error,
     tutorial.output, tutorial.output_gradient, tutorial.cross_entropy, tutorial.gradient_line,

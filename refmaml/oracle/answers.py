@@ -1,7 +1,7 @@
 """The right answer of a case, and the answers of the bugs the oracle diagnoses.
 
 Everything is computed in float64 with refmaml's public functions; the bugs'
-answers are derived in ``derivations/oracle.md`` (O1)-(O7).
+answers are derived in ``derivations/oracle.md`` (O1)-(O6).
 """
 
 from dataclasses import dataclass
@@ -25,7 +25,8 @@ class Answer:
     lr_grad: object = None
 
     def scaled(self, loss=1.0, grad=1.0, lr_grad=1.0):
-        return Answer(self.loss * loss, self.grad * grad, None if self.lr_grad is None else self.lr_grad * lr_grad)
+        rate = None if self.lr_grad is None else self.lr_grad * lr_grad
+        return Answer(self.loss * loss, self.grad * grad, rate)
 
 
 def _meta(case, rate, *, Xs=None, ys=None, Xq=None, yq=None, lr=None, steps=None, l2=None, first_order=False):
@@ -116,7 +117,7 @@ def _sum_over_examples(case, rate):
 
 
 def wrong(case, rate, *, lr_grad):
-    """``{diagnosis: [Answer, ...]}``: the answers each diagnosed bug gives on ``case`` (O1)-(O7)."""
+    """``{diagnosis: [Answer, ...]}``: the answers each diagnosed bug gives on ``case`` (O1)-(O6)."""
     right = truth(case, rate)
     K = case.inner_steps
     out = {

@@ -8,7 +8,7 @@ change within a version.
 
 The *diagnostic* cases (``T >= 2``, ``K >= 2``, several examples, support and
 query of different sizes) are where every diagnosed bug gives an answer far
-from the truth and from every other bug's (``derivations/oracle.md`` (O8)).
+from the truth and from every other bug's (``derivations/oracle.md`` (O7)).
 """
 
 from dataclasses import dataclass, field, replace

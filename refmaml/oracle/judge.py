@@ -12,12 +12,13 @@ from .answers import DIAGNOSES, Answer
 # summation orders, K <= 5 steps); a correct float32 one to about 1e-6, computing from the same
 # float32-rounded inputs the truth is computed from. The margins are generous, and still far
 # below the gaps between the truth and every diagnosed bug on the diagnostic cases (at least 1e-2,
-# ``derivations/oracle.md`` (O8)).
+# ``derivations/oracle.md`` (O7)).
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 
 MESSAGES = {
     "first_order": (
-        "the meta-gradient is first-order MAML: the Hessian terms (I - alpha H) of the inner steps are missing",
+        "the meta-gradient is first-order MAML: the Hessian terms (I - alpha H) of the inner steps are "
+        "missing",
         "the inner gradients were computed without keeping their graph (in PyTorch, torch.autograd.grad "
         "without create_graph=True, or parameters updated through .data, detach() or an optimizer's step)",
         "differentiate through the inner loop: grad(..., create_graph=True) and adapted parameters that "
@@ -188,7 +189,8 @@ def _as_float64(x, name):
 def _call(fn, case, rate, dtype, *, l2, lr_grad):
     args = [case.theta.astype(dtype), case.Xs.astype(dtype), case.ys.copy(), case.Xq.astype(dtype),
             case.yq.copy()]
-    kw = dict(inner_lr=np.asarray(rate, dtype=dtype) if lr_grad else float(rate), inner_steps=case.inner_steps)
+    kw = dict(inner_lr=np.asarray(rate, dtype=dtype) if lr_grad else float(rate),
+              inner_steps=case.inner_steps)
     if l2:
         kw["l2"] = case.l2
     out = fn(*args, **kw)

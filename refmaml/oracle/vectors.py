@@ -136,9 +136,10 @@ def _object(value, where, required, optional=()):
         raise InvalidFile(f"{where} must be an object; got {type(value).__name__}")
     missing = [k for k in required if k not in value]
     extra = [k for k in value if k not in required and k not in optional]
-    if missing or extra:
-        raise InvalidFile(f"{where}: " + "; ".join(
-            ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {', '.join(extra)}"] if extra else [])))
+    problems = ([f"missing {', '.join(missing)}"] if missing else []) + \
+        ([f"unexpected {', '.join(extra)}"] if extra else [])
+    if problems:
+        raise InvalidFile(f"{where}: " + "; ".join(problems))
     return value
 
 
@@ -157,7 +158,7 @@ def _array(value, where, shape=None, *, integer=False):
         else:
             yield v
     for x in leaves(value):
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or (isinstance(x, float) and not math.isfinite(x)):
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
             raise InvalidFile(f"{where} must hold finite numbers only; found {x!r}")
         if integer and not isinstance(x, int):
             raise InvalidFile(f"{where} must hold integers; found {x!r}")
@@ -167,8 +168,10 @@ def _array(value, where, shape=None, *, integer=False):
         raise InvalidFile(f"{where} is not a rectangular array of numbers: {exc}") from None
     if a.dtype == object:
         raise InvalidFile(f"{where} is not a rectangular array of numbers")
-    if shape is not None and (a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape))):
-        raise InvalidFile(f"{where} has shape {a.shape}; expected {tuple('*' if s is None else s for s in shape)}")
+    if shape is not None and (a.ndim != len(shape) or any(
+            s is not None and s != t for s, t in zip(shape, a.shape, strict=True))):
+        expected = tuple("*" if s is None else s for s in shape)
+        raise InvalidFile(f"{where} has shape {a.shape}; expected {expected}")
     return a
 
 
@@ -221,12 +224,13 @@ def _case(record, k):
         "trajectory": _array(out["trajectory"], f"{where}.outputs.trajectory", (K + 1, T) + P),
         "meta_loss": _number(out["meta_loss"], f"{where}.outputs.meta_loss"),
         "meta_grad": _array(out["meta_grad"], f"{where}.outputs.meta_grad", P),
-        "first_order_meta_grad": _array(out["first_order_meta_grad"], f"{where}.outputs.first_order_meta_grad", P),
+        "first_order_meta_grad": _array(out["first_order_meta_grad"],
+                                        f"{where}.outputs.first_order_meta_grad", P),
     }
     for name in ("inner_lr_grad", "first_order_inner_lr_grad"):
         outputs[name] = _array(out[name], f"{where}.outputs.{name}", rate_shape)
-    case = _cases.Case(cid, model, theta, Xs, labels["ys"], Xq, labels["yq"], rate, K, l2, record["diagnostic"],
-                       record["note"])
+    case = _cases.Case(cid, model, theta, Xs, labels["ys"], Xq, labels["yq"], rate, K, l2,
+                       record["diagnostic"], record["note"])
     return case, outputs
 
 
@@ -236,7 +240,8 @@ def load(path):
     if doc["format"] != "refmaml-vectors":
         raise InvalidFile(f"format must be 'refmaml-vectors'; got {doc['format']!r}")
     if doc["version"] != _cases.VERSION:
-        raise InvalidFile(f"vectors version {doc['version']!r}; this refmaml reads version {_cases.VERSION!r}")
+        raise InvalidFile(f"vectors version {doc['version']!r}; "
+                          f"this refmaml reads version {_cases.VERSION!r}")
     if not isinstance(doc["cases"], list) or not doc["cases"]:
         raise InvalidFile("cases must be a non-empty list")
     loaded = [_case(r, k) for k, r in enumerate(doc["cases"])]
@@ -249,7 +254,8 @@ def load(path):
 def load_results(path):
     """Read and validate a results file: ``(dtype, {case id: Answer})``, checked against this
     version's cases (known ids, right shapes)."""
-    doc = _object(read_json(path), "the file", ("format", "vectors_version", "results"), ("dtype", "implementation"))
+    doc = _object(read_json(path), "the file", ("format", "vectors_version", "results"),
+                  ("dtype", "implementation"))
     if doc["format"] != "refmaml-results":
         raise InvalidFile(f"format must be 'refmaml-results'; got {doc['format']!r}")
     if doc["vectors_version"] != _cases.VERSION:
