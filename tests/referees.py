@@ -141,8 +141,9 @@ def torch_tutorial(model):
 
 # --- JAX ------------------------------------------------------------------------------------
 
-def jax_maml(model):
-    """``jax.grad`` through the unrolled loop, ``vmap`` over tasks, ``jit``; float64."""
+def jax_maml(model, bug=None):
+    """``jax.grad`` through the unrolled loop, ``vmap`` over tasks, ``jit``; float64. With
+    ``bug="first_order"`` the inner gradients pass through ``jax.lax.stop_gradient``."""
     import jax
     import jax.numpy as jnp
 
@@ -160,7 +161,8 @@ def jax_maml(model):
         def task(theta, lr, Xs, ys, Xq, yq, l2):
             phi = theta
             for _ in range(K):
-                phi = phi - lr * jax.grad(loss)(phi, Xs, ys, l2)
+                g = jax.grad(loss)(phi, Xs, ys, l2)
+                phi = phi - lr * (jax.lax.stop_gradient(g) if bug == "first_order" else g)
             return loss(phi, Xq, yq)
 
         def meta(theta, lr, Xs, ys, Xq, yq, l2):

@@ -215,6 +215,14 @@ def test_broken_torch_referees_are_diagnosed(bug, model):
     assert report.diagnosis == bug, report.message
 
 
+def test_first_order_jax_is_diagnosed():
+    pytest.importorskip("jax")
+    for lr_grad in (False, True):
+        report = oracle.check(referees.jax_maml("softmax", bug="first_order"), model="softmax", l2=True,
+                              lr_grad=lr_grad, steps=(2,))
+        assert report.diagnosis == "first_order", report.message
+
+
 @pytest.mark.parametrize("model", cases.MODELS)
 def test_the_tutorials_code_is_diagnosed(model):
     _torch()
