@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from array_api_compat import device
 
-from . import _validate, _xp, models
+from . import _validate, _xp, dual, models
 from .models import _prepare
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -192,7 +192,7 @@ def _reduce(p, reduction, per_task):
 
 
 def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="logistic",
-                        l2=0.0, first_order=False, reduction="mean", lr_grad=False):
+                        l2=0.0, first_order=False, reduction="mean", lr_grad=False, form="auto"):
     """MAML meta-loss and its exact gradient with respect to ``theta`` (and ``inner_lr``).
 
     Meta-loss (``derivations/maml.md`` (M3)): the unregularised query loss
@@ -223,6 +223,12 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     inner_lr.shape``; no task axis for one task).
     ``l2`` enters the support loss only (M1).
 
+    ``form``: ``"primal"`` computes in the ``d``-dimensional parameter space as above;
+    ``"dual"`` in the ``n``-dimensional space of the support examples with Gram
+    matrices (``derivations/dual.md`` (G1)-(G7)), the same numbers to rounding;
+    ``"auto"`` (default) takes the cheaper by the cost formulas (G8). The dual form
+    takes rates that are one number per step, or one per feature with ``l2=0``.
+
     Returns ``(meta_loss, meta_grad)``, or ``(meta_loss, meta_grad, inner_lr_grad)``
     with ``lr_grad=True``: arrays of the inputs' namespace and device.
     """
@@ -230,24 +236,33 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False; got {flag!r}")
     reduction = _validate.choice(reduction, "reduction", REDUCTIONS)
+    form = _validate.choice(form, "form", dual.FORMS)
     p = _problem(theta, Xs, ys, Xq, yq, model, l2, inner_lr=inner_lr, inner_steps=inner_steps)
+    with _xp.quiet_overflow():
+        if dual.choose(p, form, lr_grad=lr_grad) == "dual":
+            losses, g, rates = dual.value_and_grad(p, first_order=first_order, lr_grad=lr_grad)
+        else:
+            losses, g, rates = _primal(p, first_order=first_order, lr_grad=lr_grad)
+    _require_finite(p, "the adapted parameters or the query loss", losses, g)
+    out = (_reduce(p, reduction, losses), _reduce(p, reduction, g))
+    return out + (_reduce(p, reduction, rates),) if lr_grad else out
+
+
+def _primal(p, *, first_order, lr_grad):
+    """Per-task losses, meta-gradients (M6), (V2) and rate gradients (V3)-(V5) in parameter space."""
     model = p.model
     keep = (() if first_order else ("states",)) + (("grads",) if lr_grad else ())
-    with _xp.quiet_overflow():
-        theta_K, kept = _inner_loop(p, keep)
-        losses, g = model._value_grad(theta_K, p.Xq, p.yq, 0.0)
-        g_K, rate_grads = g, []
-        for k in reversed(range(p.steps)):
-            adjoint = g_K if first_order else g
-            if lr_grad:
-                rate_grads.append(-adjoint * kept["grads"][k])
-            if not first_order:
-                g = g - model._hvp_state(kept["states"][k], p.Xs, p.step_rate(k) * g, p.l2)
-    _require_finite(p, "the adapted parameters or the query loss", theta_K, losses, g)
-    if not lr_grad:
-        return _reduce(p, reduction, losses), _reduce(p, reduction, g)
-    return (_reduce(p, reduction, losses), _reduce(p, reduction, g),
-            _reduce(p, reduction, _rate_gradient(p, rate_grads[::-1], losses.shape[0])))
+    theta_K, kept = _inner_loop(p, keep)
+    losses, g = model._value_grad(theta_K, p.Xq, p.yq, 0.0)
+    g_K, rate_grads = g, []
+    for k in reversed(range(p.steps)):
+        adjoint = g_K if first_order else g
+        if lr_grad:
+            rate_grads.append(-adjoint * kept["grads"][k])
+        if not first_order:
+            g = g - model._hvp_state(kept["states"][k], p.Xs, p.step_rate(k) * g, p.l2)
+    rates = _rate_gradient(p, rate_grads[::-1], losses.shape[0]) if lr_grad else None
+    return losses, g, rates
 
 
 def _rate_gradient(p, contributions, T):

@@ -21,6 +21,11 @@ from . import reference as ref
 ALPHAS = [-0.2, 0.1, 0.5, 1.5]
 MODELS = ["logistic", "softmax"]
 SHAPE = {"logistic": (4,), "softmax": (4, 3)}  # theta of every problem below
+FORMS = ["primal", "dual"]  # derivations/dual.md: the same verification for both forms
+
+
+def meta(form, *args, **kw):
+    return refmaml.meta_value_and_grad(*args, form=form, **kw)
 
 
 def _problem(seed, model="logistic", T=3, n=5, m=7, d=4):
@@ -54,10 +59,11 @@ def _ref_meta_loss(p, alpha, K, l2, model="logistic"):
 @pytest.mark.parametrize("K", range(11))
 @pytest.mark.parametrize("alpha", ALPHAS)
 @pytest.mark.parametrize("l2", [0.0, 0.3])
-def test_meta_gradient_against_complex_step_through_unrolled_loop(backend, K, alpha, l2, model):
+@pytest.mark.parametrize("form", FORMS)
+def test_meta_gradient_against_complex_step_through_unrolled_loop(backend, K, alpha, l2, model, form):
     """(M6) against Im L(theta + i h e_j) / h of the reference unrolled loop, K = 0..10."""
     p = _problem(seed=K, model=model)
-    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), inner_lr=alpha, inner_steps=K, l2=l2,
+    loss, g = meta(form, **_on(backend, p), inner_lr=alpha, inner_steps=K, l2=l2,
                                           model=model)
     backend.assert_home(loss)
     backend.assert_home(g)
@@ -71,9 +77,10 @@ def test_meta_gradient_against_complex_step_through_unrolled_loop(backend, K, al
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("K", [1, 4, 10])
 @pytest.mark.parametrize("alpha", [0.1, 1.0])
-def test_meta_gradient_against_central_differences(K, alpha, model):
+@pytest.mark.parametrize("form", FORMS)
+def test_meta_gradient_against_central_differences(K, alpha, model, form):
     p = _problem(seed=100 + K, model=model)
-    _, g = refmaml.meta_value_and_grad(**p, inner_lr=alpha, inner_steps=K, l2=0.1, model=model)
+    _, g = meta(form, **p, inner_lr=alpha, inner_steps=K, l2=0.1, model=model)
     want = ref.central_gradient(_ref_meta_loss(p, alpha, K, 0.1, model), p["theta"])
     assert ref.rel_err(g, want) <= 1e-6
 
@@ -93,10 +100,11 @@ def test_complex_inner_lr_gives_the_rate_derivative():
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("K", [0, 1, 3, 10])
-def test_first_order_is_query_gradient_at_adapted_parameters(backend, K, model):
+@pytest.mark.parametrize("form", FORMS)
+def test_first_order_is_query_gradient_at_adapted_parameters(backend, K, model, form):
     """(M8): first_order=True returns grad L_q(theta_K), averaged over tasks."""
     p = _problem(seed=K, model=model)
-    _, g = refmaml.meta_value_and_grad(**_on(backend, p), inner_lr=0.5, inner_steps=K, l2=0.2,
+    _, g = meta(form, **_on(backend, p), inner_lr=0.5, inner_steps=K, l2=0.2,
                                        first_order=True, model=model)
     want = np.mean([ref.GRAD[model](ref.adapt(p["theta"], p["Xs"][t], p["ys"][t], 0.5, K, 0.2, model),
                                     p["Xq"][t], p["yq"][t]) for t in range(3)], axis=0)
@@ -105,10 +113,11 @@ def test_first_order_is_query_gradient_at_adapted_parameters(backend, K, model):
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("kw", [dict(inner_steps=0, inner_lr=0.5), dict(inner_steps=5, inner_lr=0.0)])
-def test_no_adaptation_reduces_to_query_gradient(backend, kw, model):
+@pytest.mark.parametrize("form", FORMS)
+def test_no_adaptation_reduces_to_query_gradient(backend, kw, model, form):
     """(M7): K = 0 or alpha = 0 gives the query gradient at theta itself, exactly."""
     p = _problem(seed=3, model=model)
-    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), **kw, l2=0.3, model=model)
+    loss, g = meta(form, **_on(backend, p), **kw, l2=0.3, model=model)
     pb = _on(backend, p)
     module = models.get(model)
     want = backend.xp.mean(module.grad(pb["theta"], pb["Xq"], pb["yq"]), axis=0)
@@ -119,12 +128,13 @@ def test_no_adaptation_reduces_to_query_gradient(backend, kw, model):
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("first_order", [False, True])
-def test_batch_equals_mean_of_single_tasks(backend, first_order, model):
+@pytest.mark.parametrize("form", FORMS)
+def test_batch_equals_mean_of_single_tasks(backend, first_order, model, form):
     """(M4): a stack of tasks gives the mean of the single-task results."""
     p = _problem(seed=11, model=model, T=5)
     kw = dict(inner_lr=0.3, inner_steps=4, l2=0.1, first_order=first_order, model=model)
-    loss, g = refmaml.meta_value_and_grad(**_on(backend, p), **kw)
-    singles = [refmaml.meta_value_and_grad(
+    loss, g = meta(form, **_on(backend, p), **kw)
+    singles = [meta(form, 
         backend.put(p["theta"]), *(backend.put(p[k][t]) for k in ("Xs", "ys", "Xq", "yq")), **kw)
         for t in range(5)]
     assert ref.rel_err(backend.get(g), np.mean([backend.get(s[1]) for s in singles], axis=0)) <= 1e-14
@@ -134,12 +144,13 @@ def test_batch_equals_mean_of_single_tasks(backend, first_order, model):
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_reductions(backend, model):
+@pytest.mark.parametrize("form", FORMS)
+def test_reductions(backend, model, form):
     p = _problem(seed=5, model=model, T=4)
     kw = dict(inner_lr=0.3, inner_steps=2, model=model)
-    mean = refmaml.meta_value_and_grad(**_on(backend, p), **kw)
-    total = refmaml.meta_value_and_grad(**_on(backend, p), **kw, reduction="sum")
-    each = refmaml.meta_value_and_grad(**_on(backend, p), **kw, reduction="none")
+    mean = meta(form, **_on(backend, p), **kw)
+    total = meta(form, **_on(backend, p), **kw, reduction="sum")
+    each = meta(form, **_on(backend, p), **kw, reduction="none")
     for a in (*mean, *total, *each):
         backend.assert_home(a)
     assert each[0].shape == (4,) and each[1].shape == (4,) + SHAPE[model]
@@ -153,7 +164,7 @@ def test_reductions(backend, model):
                                    p["Xq"][t:t + 1], p["yq"][t:t + 1], 0.3, 2, model=model)[0]
 
         assert ref.rel_err(grads[t], ref.complex_step_gradient(f, p["theta"])) <= 1e-12
-    one = refmaml.meta_value_and_grad(*(backend.put(p[k][0]) if k != "theta" else backend.put(p[k])
+    one = meta(form, *(backend.put(p[k][0]) if k != "theta" else backend.put(p[k])
                                         for k in ("theta", "Xs", "ys", "Xq", "yq")), **kw,
                                       reduction="none")
     assert one[0].shape == () and one[1].shape == SHAPE[model]
@@ -187,15 +198,16 @@ def test_adapt_with_zero_steps_returns_a_copy_per_task():
     assert np.all(theta == [1.0, 2.0])
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("model", MODELS)
-def test_meta_gradient_is_never_built_from_a_hessian(monkeypatch, model):
+def test_meta_gradient_is_never_built_from_a_hessian(monkeypatch, model, form):
     """(M6): the meta-gradient path uses Hessian-vector products only (no d x d matrix)."""
     def forbidden(*a, **k):
         raise AssertionError("explicit Hessian formed")
 
     monkeypatch.setattr(models.get(model), "_hessian", forbidden)
     p = _problem(seed=0, model=model)
-    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3, model=model)
+    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3, model=model, form=form)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -214,20 +226,21 @@ def test_cost_is_K_gradients_K_hvps_and_one_query_gradient(monkeypatch, K, model
 
         monkeypatch.setattr(module, name, counted)
     p = _problem(seed=0, model=model)
-    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, model=model)
+    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, model=model, form="primal")
     assert calls == {"grad": K, "query": 1, "hvp": K}
     calls.update(grad=0, query=0, hvp=0)
-    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, first_order=True, model=model)
+    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, first_order=True, model=model, form="primal")
     assert calls == {"grad": K, "query": 1, "hvp": 0}
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_float32_stays_float32_and_is_accurate(model):
+@pytest.mark.parametrize("form", FORMS)
+def test_float32_stays_float32_and_is_accurate(model, form):
     p = _problem(seed=9, model=model)
     p32 = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in p.items()}
-    loss, g = refmaml.meta_value_and_grad(**p32, inner_lr=0.3, inner_steps=3, model=model)
+    loss, g = meta(form, **p32, inner_lr=0.3, inner_steps=3, model=model)
     assert loss.dtype == np.float32 and g.dtype == np.float32
-    _, g64 = refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3, model=model)
+    _, g64 = meta(form, **p, inner_lr=0.3, inner_steps=3, model=model)
     # float32 inputs are the float64 ones rounded; the result moves by a few eps32 times K.
     assert ref.rel_err(g, g64) <= 100 * np.finfo(np.float32).eps
 
@@ -239,9 +252,10 @@ def test_mixed_precision_follows_result_type():
     assert g.dtype == np.float64 and loss.dtype == np.float64
 
 
-def test_diverging_inner_loop_is_an_error_without_warnings():
+@pytest.mark.parametrize("form", FORMS)
+def test_diverging_inner_loop_is_an_error_without_warnings(form):
     p = _problem(seed=1)
     with pytest.raises(ValueError, match="inner loop overflowed"):
-        refmaml.meta_value_and_grad(**p, inner_lr=1e308, inner_steps=3)
+        meta(form, **p, inner_lr=1e308, inner_steps=3)
     with pytest.raises(ValueError, match="inner loop overflowed"):
         refmaml.adapt(p["theta"], p["Xs"], p["ys"], inner_lr=-1e3, inner_steps=200, l2=1.0)

@@ -120,6 +120,23 @@ def _hvp_state(w, X, v, l2):
     return Hv
 
 
+def _logit_state(z, y):
+    """Per-example ``dl/dz = p - y`` and the curvature weights ``w`` from the logits ``(T, n)``:
+    (L9), (L10). The dual form (``derivations/dual.md`` (G1)) works with these alone."""
+    s = 1 - 2 * y
+    return s * sigmoid(s * z), _weights(z)
+
+
+def _logit_value(z, y):
+    """Mean loss over examples from the logits, per task ``(T,)``, no ridge term: (L8)."""
+    return _value(z, None, y, 0.0)
+
+
+def _logit_curvature(w, u):
+    """``d^2 l / dz^2`` applied to ``u`` in logit space: ``w * u`` (L10)."""
+    return w * u
+
+
 def _hessian(theta, X, l2):
     """Explicit Hessian ``(1/n) X^T diag(w) X + l2 I``, ``(T, d, d)``: ``derivations/logistic.md`` (L10)."""
     xp = array_namespace(X)

@@ -135,6 +135,26 @@ def _hvp_state(P, X, V, l2):
     return HV
 
 
+def _logit_state(Z, Y):
+    """Per-example ``dl/dz = P - Y`` (S8) and the probabilities ``P`` from the logits ``(T, n, C)``.
+    The dual form (``derivations/dual.md`` (G1)) works with these alone."""
+    P = softmax(Z)
+    return _residual(P, Y), P
+
+
+def _logit_value(Z, Y):
+    """Mean cross-entropy over examples from the logits, per task ``(T,)``, no ridge term: (S7)."""
+    return _value(log_softmax(Z), None, Y, 0.0)
+
+
+def _logit_curvature(P, U):
+    """The softmax curvature applied to ``U`` in logit space, row by row
+    ``p * u - p (p . u)`` (S10)."""
+    xp = array_namespace(P)
+    PU = P * U
+    return PU - P * xp.sum(PU, axis=-1, keepdims=True)
+
+
 def _hessian(theta, X, l2):
     """Explicit Hessian ``(T, dC, dC)``, row-major flattening: ``derivations/softmax.md`` (S9).
 

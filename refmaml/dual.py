@@ -1,0 +1,190 @@
+"""The dual (Gram) form of the exact meta-gradient: ``derivations/dual.md`` (G1)-(G8).
+
+For a linear model every inner iterate stays in ``c_k theta_0 + span`` of the
+support rows (scaled by per-feature rates), and the reverse-pass vector in the
+span of the query and support rows. The whole computation then runs on
+``n``-dimensional coefficients with the Gram matrices ``X_s A X_s^T`` and
+``X_q A X_s^T``, and maps back to ``d`` dimensions once. It gives the same
+numbers as the primal form (``refmaml.maml``) to rounding and is cheaper when
+the inner loop is long and the support set short compared with ``d`` (G8).
+
+Arrays carry a trailing class axis throughout (length 1 for the logistic
+model): coefficients ``(T, n, C)``, logits ``(T, n, C)``, parameters ``(T, d, C)``.
+"""
+
+from array_api_compat import device
+
+FORMS = ("auto", "primal", "dual")
+
+
+def rate_kind(p):
+    """How the dual form can take the rates (G5): ``"scalar"`` (one number per step, any ``l2``),
+    ``"feature"`` (one per feature, shared by the steps and classes, ``l2 = 0``), or None
+    (the primal form is needed)."""
+    rate = p.rate
+    body = tuple(rate.shape[1:]) if p.per_step else tuple(rate.shape)
+    if all(s == 1 for s in body):
+        return "scalar"
+    if p.per_step or p.l2:
+        return None
+    C_axis = len(p.theta.shape) == 2
+    if C_axis and (len(body) < 2 or body[-1] != 1):
+        return None  # rates that differ by class
+    return "feature"
+
+
+def costs(p, *, lr_grad=False):
+    """Floating-point operations per task of the primal and the dual form, ``(primal, dual)``
+    (G8); ``None`` for the dual form when the rates need the primal one."""
+    T, n, d = p.Xs.shape
+    m = p.Xq.shape[1]
+    C = p.theta.shape[-1] if len(p.theta.shape) == 2 else 1
+    K = p.steps
+    primal = 8 * K * n * d * C + 4 * m * d * C + (2 * K * d * C if lr_grad else 0)
+    kind = rate_kind(p)
+    if kind is None:
+        return primal, None
+    dual = 2 * n * n * d + 2 * m * n * d + 4 * (n + m) * d * C + 4 * K * n * n * C + 4 * m * n * C
+    if lr_grad and kind == "feature":
+        dual += 2 * K * n * n * C + 2 * n * n * d + 2 * (n + m) * d * C
+    return primal, dual
+
+
+def choose(p, form, *, lr_grad=False):
+    """``"primal"`` or ``"dual"`` for ``form`` in ``FORMS``: ``"auto"`` takes the cheaper (G8)."""
+    primal, dual = costs(p, lr_grad=lr_grad)
+    if form == "dual" and dual is None:
+        raise ValueError(
+            "form='dual' needs rates that are one number per step, or one per feature shared by "
+            "all steps and classes with l2=0 (derivations/dual.md (G5)); these rates have shape "
+            f"{tuple(p.rate.shape)} with l2={p.l2}: use form='primal' or 'auto'")
+    if form == "auto":
+        return "dual" if dual is not None and dual < primal else "primal"
+    return form
+
+
+def _columns(p, a):
+    """Give a logistic array its trailing class axis of length 1."""
+    return a[..., None] if len(p.theta.shape) == 1 else a
+
+
+def _uncolumn(p, a):
+    return a[..., 0] if len(p.theta.shape) == 1 else a
+
+
+def _dot(xp, a, b):
+    """Per-task inner product of ``(T, ...)`` arrays: ``(T,)``."""
+    return xp.sum(xp.reshape(a * b, (a.shape[0], -1)), axis=1)
+
+
+def value_and_grad(p, *, first_order=False, lr_grad=False):
+    """Per-task query losses ``(T,)``, meta-gradients ``(T,) + P`` and, with ``lr_grad``, rate
+    gradients ``(T,) + inner_lr.shape``, by the dual form (G1)-(G7)."""
+    xp, model = p.xp, p.model
+    kind = rate_kind(p)
+    K, n, m = p.steps, p.Xs.shape[1], p.Xq.shape[1]
+    Xs, Xq = p.Xs, p.Xq
+    XsT = xp.matrix_transpose(Xs)
+    theta0 = _columns(p, xp.broadcast_to(p.theta, (Xs.shape[0],) + tuple(p.theta.shape)))
+    if kind == "feature":  # A = diag(alpha) over the features (G5)
+        alpha = xp.reshape(xp.broadcast_to(p.rate, tuple(p.theta.shape[:1]) + (1,) * (len(p.theta.shape) - 1)),
+                           (-1,))
+        XsA, XqA = Xs * alpha, Xq * alpha
+    else:
+        XsA, XqA = Xs, Xq
+    G = XsA @ XsT          # (T, n, n)   X_s A X_s^T   (G2)
+    M = XqA @ XsT          # (T, m, n)   X_q A X_s^T
+    Z0 = Xs @ theta0       # (T, n, C)   X_s theta_0
+    U0 = Xq @ theta0       # (T, m, C)   X_q theta_0
+
+    # forward (G3): theta_k = c_k theta_0 + A X_s^T Y_k, logits Z_k = c_k Z_0 + G Y_k
+    Y, c = xp.zeros_like(Z0), 1.0
+    states, residuals, path, steps = [], [], [], []
+    for k in range(K):
+        R, state = model._logit_state(_uncolumn(p, c * Z0 + G @ Y), p.ys)
+        R = _columns(p, R) / n
+        s_k, delta = (1.0, 1.0) if kind == "feature" else _scalar_step(p, k)
+        states.append(state)
+        residuals.append(R)
+        path.append((Y, c))
+        steps.append((s_k, delta))
+        Y, c = delta * Y - s_k * R, delta * c
+    Zq = c * U0 + M @ Y
+    losses = model._logit_value(_uncolumn(p, Zq), p.yq)
+    Rq, _ = model._logit_state(_uncolumn(p, Zq), p.yq)
+    B = _columns(p, Rq) / m            # g_K = X_q^T B   (G4)
+    MtB = xp.matrix_transpose(M) @ B   # (T, n, C)
+
+    # reverse (G4): g_k = beta_k X_q^T B + X_s^T E_k; first order keeps g_K (beta = 1, E = 0)
+    E, beta = xp.zeros_like(Z0), 1.0
+    terms, S = [], None
+    for k in reversed(range(K)):
+        s_k, delta = steps[k]
+        V = beta * MtB + G @ E         # X_s A g_{k+1}
+        if lr_grad and kind == "scalar":
+            terms.append(_scalar_rate_term(p, V, E, beta, residuals[k], path[k], Z0, B, U0))
+        if lr_grad and kind == "feature":
+            S = _accumulate(xp, S, E, residuals[k])
+        if not first_order:
+            curv = _columns(p, model._logit_curvature(states[k], _uncolumn(p, V)))
+            E, beta = delta * E - (s_k / n) * curv, delta * beta
+    g = _uncolumn(p, beta * (xp.matrix_transpose(Xq) @ _columns(p, Rq)) / m + XsT @ E)   # (G6)
+    if not lr_grad:
+        return losses, g, None
+    if kind == "scalar":
+        return losses, g, _scalar_rate_gradient(p, terms[::-1], B)
+    return losses, g, _feature_rate_gradient(p, residuals, B, S, Xs, Xq)
+
+
+def _scalar_step(p, k):
+    """``(alpha_k, 1 - l2 alpha_k)`` for a rate that is one number per step."""
+    a = p.xp.reshape(p.step_rate(k), ())
+    return a, 1 - p.l2 * a
+
+
+def _accumulate(xp, S, E, R):
+    """``S += E_{k+1} R_k^T`` (n x n per task), summed over the classes (G7)."""
+    term = E @ xp.matrix_transpose(R)
+    return term if S is None else S + term
+
+
+def _scalar_rate_term(p, V, E, beta, R, point, Z0, B, U0):
+    """Step ``k``'s ``-<g_{k+1}, grad L_s(theta_k)>`` in n-space (G7):
+    ``grad L_s(theta_k) = X_s^T (R_k + l2 Y_k) + l2 c_k theta_0``."""
+    xp = p.xp
+    Y_k, c_k = point
+    value = _dot(xp, V, R + p.l2 * Y_k)
+    if p.l2:
+        value = value + p.l2 * c_k * (beta * _dot(xp, B, U0) + _dot(xp, E, Z0))
+    return -value
+
+
+def _scalar_rate_gradient(p, terms, B):
+    xp = p.xp
+    T = B.shape[0]
+    if not terms:
+        return xp.zeros((T,) + tuple(p.rate.shape), dtype=B.dtype, device=_device(p))
+    per_step = xp.stack(terms, axis=1)
+    if not p.per_step:
+        per_step = xp.sum(per_step, axis=1)
+    return xp.reshape(per_step, (T,) + tuple(p.rate.shape))
+
+
+def _feature_rate_gradient(p, residuals, B, S, Xs, Xq):
+    """``-sum_k g_{k+1} * (X_s^T R_k)``, summed over the classes, for per-feature rates (G7)."""
+    xp = p.xp
+    T, d = B.shape[0], Xs.shape[2]
+    per_feature = xp.zeros((T, d), dtype=B.dtype, device=_device(p))
+    if residuals:
+        total = residuals[0]
+        for R in residuals[1:]:
+            total = total + R
+        query = (xp.matrix_transpose(Xq) @ B) * (xp.matrix_transpose(Xs) @ total)
+        per_feature = xp.sum(query, axis=-1)
+    if S is not None:
+        per_feature = per_feature + xp.sum(Xs * (S @ Xs), axis=1)
+    return xp.reshape(-per_feature, (T,) + tuple(p.rate.shape))
+
+
+def _device(p):
+    return device(p.theta)
