@@ -87,17 +87,17 @@ def value_and_grad(p, *, first_order=False, lr_grad=False):
     XsT = xp.matrix_transpose(Xs)
     theta0 = _columns(p, xp.broadcast_to(p.theta, (Xs.shape[0],) + tuple(p.theta.shape)))
     if kind == "feature":  # A = diag(alpha) over the features (G5)
-        alpha = xp.reshape(xp.broadcast_to(p.rate, tuple(p.theta.shape[:1]) + (1,) * (len(p.theta.shape) - 1)),
-                           (-1,))
+        column = tuple(p.theta.shape[:1]) + (1,) * (len(p.theta.shape) - 1)
+        alpha = xp.reshape(xp.broadcast_to(p.rate, column), (-1,))
         XsA, XqA = Xs * alpha, Xq * alpha
     else:
         XsA, XqA = Xs, Xq
-    G = XsA @ XsT          # (T, n, n)   X_s A X_s^T   (G2)
+    G = XsA @ XsT          # (T, n, n)   X_s A X_s^T   (G3), (G5)
     M = XqA @ XsT          # (T, m, n)   X_q A X_s^T
     Z0 = Xs @ theta0       # (T, n, C)   X_s theta_0
     U0 = Xq @ theta0       # (T, m, C)   X_q theta_0
 
-    # forward (G3): theta_k = c_k theta_0 + A X_s^T Y_k, logits Z_k = c_k Z_0 + G Y_k
+    # forward (G2)-(G3): theta_k = c_k theta_0 + A X_s^T Y_k, logits Z_k = c_k Z_0 + G Y_k
     Y, c = xp.zeros_like(Z0), 1.0
     states, residuals, path, steps = [], [], [], []
     for k in range(K):

@@ -341,6 +341,26 @@ def _imaml_unrolled(p, steps=60):
     return check.gradient_error(loss, lambda t: p.imaml(t)[1], p.theta)
 
 
+def _dual_equals_primal(**kw):
+    """dual.md (G6), (G7): the dual form against the primal form, rate gradient included."""
+    def run(p):
+        rate = {"scalar": p.alpha, "per step": p.rates["per step"]}[kw.get("rates", "scalar")]
+        args = dict(inner_lr=rate, lr_grad=True, l2=kw.get("l2", p.l2))
+        a = p.meta(form="dual", **args)(p.theta)
+        b = p.meta(form="primal", **args)(p.theta)
+        return max(check.relative_error(x, y) for x, y in zip(a, b, strict=True))
+    return run
+
+
+def _dual_feature_rates(p):
+    """dual.md (G5), (G7): per-feature rates (l2 = 0) in the dual form against the primal form."""
+    d = p.theta.shape[0]
+    rate = p.put(p.alpha * (0.5 + np.arange(d) / d).reshape((d,) + (1,) * (p.theta.ndim - 1)))
+    a = p.meta(form="dual", inner_lr=rate, lr_grad=True, l2=0.0)(p.theta)
+    b = p.meta(form="primal", inner_lr=rate, lr_grad=True, l2=0.0)(p.theta)
+    return max(check.relative_error(x, y) for x, y in zip(a, b, strict=True))
+
+
 def _variant_identities(name):
     rows = [(f"learned rates ({name}, {kind}): rate gradient = complex step", "variants.md (V3), (V4)",
              1e-12, False, _rate_gradient(kind))
@@ -393,6 +413,14 @@ def _model_identities(name, eq):
         (f"first-order MAML ({name}) = query gradient at theta_K", "maml.md (M8)", 1e-12, False,
          _reduces_to_query_gradient(first_order=True)),
         (f"MAML ({name}) batch = mean of single tasks", "maml.md (M4)", 1e-12, False, _batch_mean),
+        (f"MAML ({name}) dual form = primal form (scalar rate, l2)", "dual.md (G4), (G6), (G7)", 1e-12,
+         False, _dual_equals_primal()),
+        (f"MAML ({name}) dual form = primal form (rate per step)", "dual.md (G4), (G7)", 1e-12, False,
+         _dual_equals_primal(rates="per step")),
+        (f"MAML ({name}) dual form = primal form (rate per feature)", "dual.md (G5), (G7)", 1e-12, False,
+         _dual_feature_rates),
+        (f"MAML ({name}) dual meta-gradient = complex step (K=3)", "dual.md (G6)", 1e-12, False,
+         lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta(form="dual")(t)[1], p.theta)),
     ] + _variant_identities(name)
 
 

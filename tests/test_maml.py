@@ -134,7 +134,7 @@ def test_batch_equals_mean_of_single_tasks(backend, first_order, model, form):
     p = _problem(seed=11, model=model, T=5)
     kw = dict(inner_lr=0.3, inner_steps=4, l2=0.1, first_order=first_order, model=model)
     loss, g = meta(form, **_on(backend, p), **kw)
-    singles = [meta(form, 
+    singles = [meta(form,
         backend.put(p["theta"]), *(backend.put(p[k][t]) for k in ("Xs", "ys", "Xq", "yq")), **kw)
         for t in range(5)]
     assert ref.rel_err(backend.get(g), np.mean([backend.get(s[1]) for s in singles], axis=0)) <= 1e-14
@@ -229,7 +229,8 @@ def test_cost_is_K_gradients_K_hvps_and_one_query_gradient(monkeypatch, K, model
     refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, model=model, form="primal")
     assert calls == {"grad": K, "query": 1, "hvp": K}
     calls.update(grad=0, query=0, hvp=0)
-    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, first_order=True, model=model, form="primal")
+    refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, first_order=True, model=model,
+                                form="primal")
     assert calls == {"grad": K, "query": 1, "hvp": 0}
 
 
