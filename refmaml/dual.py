@@ -50,9 +50,17 @@ def costs(p, *, lr_grad=False):
     return primal, dual
 
 
+# The primal form's products are matrix-vector products (memory-bound); the dual form's are small
+# matrix-matrix products. Measured on the benchmark machine (benchmarks/README.md), a flop of the
+# former takes about three times as long as one of the latter; "auto" weighs them so (G8).
+PRIMAL_WEIGHT = 3.0
+
+
 def choose(p, form, *, lr_grad=False):
-    """``"primal"`` or ``"dual"`` for ``form`` in ``FORMS``: ``"auto"`` takes the cheaper (G8)."""
+    """``"primal"`` or ``"dual"`` for ``form`` in ``FORMS``: ``"auto"`` takes the cheaper by (G8),
+    the primal form's flops weighted by ``PRIMAL_WEIGHT``."""
     primal, dual = costs(p, lr_grad=lr_grad)
+    primal = PRIMAL_WEIGHT * primal
     if form == "dual" and dual is None:
         raise ValueError(
             "form='dual' needs rates that are one number per step, or one per feature shared by "
