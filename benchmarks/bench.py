@@ -44,6 +44,7 @@ CONFIGS = [(32, 10, 15, 64, 5), (32, 25, 25, 784, 5), (32, 25, 25, 784, 20), (25
 K_SWEEP = [(32, 10, 15, 784, K) for K in (1, 2, 5, 10, 20, 50)]
 D_SWEEP = [(32, 10, 15, d, 5) for d in (16, 64, 256, 1024, 4096)]
 QUICK = [(32, 10, 15, 64, 5), (32, 25, 25, 784, 20)]
+GPU_TARGET = [(1024, 25, 25, 784, 10)]   # throughput target of the GPU path, run on every backend
 ALPHA = 0.5
 
 
@@ -72,7 +73,9 @@ def refmaml_impl(form, backend):
                 cupy.cuda.Device().synchronize()
                 return g
             return call, lambda g: g.get()
-        return (lambda: refmaml.meta_value_and_grad(*data, inner_lr=ALPHA, inner_steps=K, form=form)[1]), np.asarray
+        def call():
+            return refmaml.meta_value_and_grad(*data, inner_lr=ALPHA, inner_steps=K, form=form)[1]
+        return call, np.asarray
     return setup
 
 
@@ -117,8 +120,8 @@ def torch_impls(device="cpu"):
                 g, = torch.autograd.grad(loss, phi, create_graph=True)
                 phi = phi - ALPHA * g
             z = torch.einsum("tnd,td->tn", Xq, phi)
-            g, = torch.autograd.grad(F.binary_cross_entropy_with_logits(z, yq, reduction="none").mean(1).mean(),
-                                     theta)
+            query = F.binary_cross_entropy_with_logits(z, yq, reduction="none").mean(1).mean()
+            g, = torch.autograd.grad(query, theta)
             sync()
             return g
         return call, lambda g: g.cpu().numpy()
@@ -187,7 +190,8 @@ def machine():
             "python": platform.python_version(), "numpy": np.__version__, "refmaml": refmaml.__version__}
     try:
         with open("/proc/cpuinfo") as f:
-            info["cpu"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+            names = (line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            info["cpu"] = next(names, "")
     except OSError:
         pass
     try:
@@ -295,8 +299,8 @@ def table(rows):
                 mark = "" if v["agrees"] else "!"
                 cells.append(f"{v['median_s'] * 1e3:9.2f}ms x{v['ratio_to_refmaml']:5.2f}{mark}")
         frac = r["roofline"]["fraction_of_floor"]
-        lines.append(f"({c['T']:4}, {c['n']:3}, {c['m']:3}, {c['d']:4}, {c['K']:2})  {r['auto_form'][:4]:>4}  "
-                     + "  ".join(cells) + f"  {frac:6.2f}")
+        head = f"({c['T']:4}, {c['n']:3}, {c['m']:3}, {c['d']:4}, {c['K']:2})  {r['auto_form'][:4]:>4}  "
+        lines.append(head + "  ".join(cells) + f"  {frac:6.2f}")
     lines.append("first call (ms):")
     for r in rows:
         c = r["config"]
@@ -309,12 +313,13 @@ def table(rows):
 def memory_rows():
     """Peak memory (tracemalloc) of one primal and one dual meta-gradient, against the inputs."""
     out = []
-    for T, n, m, d, K in [(8, 10, 15, 784, 5), (8, 10, 15, 784, 20), (8, 10, 15, 784, 50), (32, 10, 15, 784, 5),
-                          (8, 10, 15, 3136, 5), (8, 100, 100, 1024, 10)]:
+    for T, n, m, d, K in [(8, 10, 15, 784, 5), (8, 10, 15, 784, 20), (8, 10, 15, 784, 50),
+                          (32, 10, 15, 784, 5), (8, 10, 15, 3136, 5), (8, 100, 100, 1024, 10)]:
         data = problem(T, n, m, d)
         inputs = sum(a.nbytes for a in data)
         row = {"config": dict(T=T, n=n, m=m, d=d, K=K), "inputs_bytes": inputs}
         for form in ("primal", "dual"):
+            refmaml.meta_value_and_grad(*data, inner_lr=ALPHA, inner_steps=K, form=form)  # imports, caches
             tracemalloc.start()
             refmaml.meta_value_and_grad(*data, inner_lr=ALPHA, inner_steps=K, form=form)
             _, peak = tracemalloc.get_traced_memory()
@@ -327,7 +332,8 @@ def memory_rows():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="two small configurations")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
     parser.add_argument("--float32", action="store_true", help="all implementations in float32")
@@ -335,6 +341,7 @@ def main(argv=None):
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds of repeated calls per timing")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--keep-env", action="store_true", help="keep OPENBLAS_* variables")
+    parser.add_argument("--groups", help="comma-separated groups to run (e.g. 'GPU target')")
     args = parser.parse_args(argv)
     info = machine()
     print(json.dumps(info))
@@ -342,8 +349,10 @@ def main(argv=None):
         rows = memory_rows()
         for r in rows:
             c = r["config"]
-            print(f"{c}: inputs {r['inputs_bytes'] / 2**20:.1f} MiB, primal peak {r['primal_peak_bytes'] / 2**20:.1f} "
-                  f"MiB, dual peak {r['dual_peak_bytes'] / 2**20:.1f} MiB, bound {r['bound_bytes'] / 2**20:.1f} MiB")
+            mib = {k.split("_")[0]: r[k] / 2**20
+                   for k in ("inputs_bytes", "primal_peak_bytes", "dual_peak_bytes", "bound_bytes")}
+            print(f"{c}: inputs {mib['inputs']:.1f} MiB, primal peak {mib['primal']:.1f} MiB, "
+                  f"dual peak {mib['dual']:.1f} MiB, bound {mib['bound']:.1f} MiB")
         result = {"machine": info, "memory": rows}
     else:
         impls = {f"refmaml {form}": refmaml_impl(form, args.backend) for form in ("primal", "dual", "auto")}
@@ -355,8 +364,10 @@ def main(argv=None):
                 print(f"skipped a peer: {exc}")
         gemm, bandwidth = ceilings(args.backend)
         print(f"ceilings: GEMM {gemm / 1e9:.1f} GFLOP/s, memory {bandwidth / 1e9:.1f} GB/s")
-        groups = {"configurations": QUICK} if args.quick else \
-            {"configurations": CONFIGS, "K sweep": K_SWEEP, "d sweep": D_SWEEP}
+        groups = {"configurations": QUICK, "GPU target": GPU_TARGET} if args.quick else \
+            {"configurations": CONFIGS, "K sweep": K_SWEEP, "d sweep": D_SWEEP, "GPU target": GPU_TARGET}
+        if args.groups:
+            groups = {k: v for k, v in groups.items() if k in args.groups.split(",")}
         result = {"machine": info, "ceilings": {"gemm_flops": gemm, "bandwidth_bytes": bandwidth},
                   "dtype": "float32" if args.float32 else "float64", "backend": args.backend}
         for title, configs in groups.items():
