@@ -30,7 +30,7 @@ def as_array(xp, device, x, name):
 
 def _float_dtype(xp, x, name, *, allow_complex):
     dt = x.dtype
-    if xp.isdtype(dt, "bool") or xp.isdtype(dt, "integral"):
+    if _xp.isdtype(xp, dt, "bool") or _xp.isdtype(xp, dt, "integral"):
         return xp.float64
     if dt in (xp.float32, xp.float64):
         return dt
@@ -133,7 +133,7 @@ def scalar(xp, device, value, name):
 
 
 def _finite_rate(xp, x, name):
-    if xp.isdtype(x.dtype, "bool"):
+    if _xp.isdtype(xp, x.dtype, "bool"):
         raise TypeError(f"{name} must hold numbers; got booleans")
     x = cast(xp, x, _float_dtype(xp, x, name, allow_complex=True))
     check_finite(xp, x, name)

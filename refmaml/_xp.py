@@ -83,8 +83,35 @@ def namespace(**arrays):
     return xp, device
 
 
+_NUMPY = array_api_compat.array_namespace(np.empty(0))
+
+
+def array_namespace(*arrays):
+    """``array_api_compat.array_namespace``, with a fast path for NumPy arrays (the common case,
+    called several times per inner step)."""
+    if all(type(a) is np.ndarray for a in arrays):
+        return _NUMPY
+    return array_api_compat.array_namespace(*arrays)
+
+
+_KINDS = {}
+
+
+def isdtype(xp, dtype, kind):
+    """``xp.isdtype(dtype, kind)``, remembered per namespace, dtype and kind (dtypes are few;
+    the standard function is slow enough to show in profiles of small problems)."""
+    key = (id(xp), dtype, kind)
+    try:
+        return _KINDS[key]
+    except KeyError:
+        _KINDS[key] = found = xp.isdtype(dtype, kind)
+        return found
+    except TypeError:  # an unhashable dtype
+        return xp.isdtype(dtype, kind)
+
+
 def is_complex(xp, x):
-    return xp.isdtype(x.dtype, "complex floating")
+    return isdtype(xp, x.dtype, "complex floating")
 
 
 def real_part(xp, x):

@@ -9,9 +9,9 @@ rounding.  Derivations: ``derivations/logistic.md`` (L5)-(L7) and
 ``derivations/softmax.md`` (S5), (S6).
 """
 
-from array_api_compat import array_namespace, device
+from array_api_compat import device
 
-from ._xp import real_part
+from ._xp import array_namespace, real_part
 
 
 def _folded(xp, z):
@@ -33,6 +33,20 @@ def sigmoid(z):
     xp = array_namespace(z)
     nonneg, e = _folded(xp, z)
     return xp.where(nonneg, 1 / (1 + e), e / (1 + e))
+
+
+def _sigmoid_pair(z):
+    """``(sigmoid(z), sigmoid(-z))`` from one exponential: ``derivations/logistic.md`` (L5).
+
+    With ``e = exp(-|z|)`` (real-part branches) and ``q = 1 / (1 + e)``, the two
+    are ``q`` and ``e q`` in the order the sign of Re z says; neither is
+    computed as ``1 - sigmoid``, so both keep their digits.
+    """
+    xp = array_namespace(z)
+    nonneg, e = _folded(xp, z)
+    q = 1 / (1 + e)
+    eq = e * q
+    return xp.where(nonneg, q, eq), xp.where(nonneg, eq, q)
 
 
 def softplus(z):

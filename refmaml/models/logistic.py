@@ -14,10 +14,11 @@ validated arrays with a task axis (``X (T, n, d)``, ``y (T, n)``, ``theta
 
 import sys
 
-from array_api_compat import array_namespace, device
+from array_api_compat import device
 
-from .. import _validate
-from ..special import sigmoid, softplus
+from .. import _validate, _xp
+from .._xp import array_namespace
+from ..special import _sigmoid_pair, sigmoid, softplus
 from . import _prepare
 
 PARAM_NDIM = 1
@@ -35,16 +36,16 @@ def labels(xp, dev, y, X, theta_shape, dtype, name="y"):
     """
     y = _validate.as_array(xp, dev, y, name)
     kinds = ("bool", "integral", "real floating")
-    if not any(xp.isdtype(y.dtype, kind) for kind in kinds):
+    if not any(_xp.isdtype(xp, y.dtype, kind) for kind in kinds):
         raise TypeError(f"{name} has dtype {y.dtype}; binary labels must be bool, integer or float 0/1")
     if tuple(y.shape) != tuple(X.shape[:-1]):
         raise ValueError(
             f"{name} has shape {tuple(y.shape)}; expected {tuple(X.shape[:-1])} "
             "(one label per example)"
         )
-    if xp.isdtype(y.dtype, "real floating"):
+    if _xp.isdtype(xp, y.dtype, "real floating"):
         _validate.check_finite(xp, y, name)
-    if not xp.isdtype(y.dtype, "bool") and not bool(xp.all((y == 0) | (y == 1))):
+    if not _xp.isdtype(xp, y.dtype, "bool") and not bool(xp.all((y == 0) | (y == 1))):
         raise ValueError(f"{name} must hold only the labels 0 and 1")
     return xp.astype(y, dtype)
 
@@ -68,14 +69,19 @@ def _value(z, theta, y, l2):
     return value
 
 
-def _gradient(z, theta, X, y, l2):
-    """``(1/n) X^T (p - y) + l2 theta`` from the logits, ``(T, d)``: (L4).
+def _residual_weights(z, y):
+    """``p - y`` (L9) and the curvature weights ``w = p (1 - p)`` (L10) from the logits, with one
+    exponential: ``p - y`` is ``sigmoid(z)`` where ``y = 0`` and ``-sigmoid(-z)`` where ``y = 1``,
+    ``s sigmoid(s z)`` with ``s = 1 - 2y``, so neither label loses digits to cancellation."""
+    xp = array_namespace(z)
+    p, q = _sigmoid_pair(z)
+    return xp.where(y == 0, p, -q), p * q
 
-    The residual is written ``p - y = s sigmoid(s z)``, ``s = 1 - 2y`` (L9).
-    """
+
+def _gradient(r, theta, X, l2):
+    """``(1/n) X^T (p - y) + l2 theta`` from the residual ``r = p - y``, ``(T, d)``: (L4)."""
     xp = array_namespace(X)
-    s = 1 - 2 * y
-    g = (xp.matrix_transpose(X) @ (s * sigmoid(s * z))[..., None])[..., 0] / X.shape[-2]
+    g = (xp.matrix_transpose(X) @ r[..., None])[..., 0] / X.shape[-2]
     if l2:
         g = g + l2 * theta
     return g
@@ -92,19 +98,20 @@ def _grad_state(theta, X, y, l2):
     The weights ``w = sigmoid(z) sigmoid(-z)`` are kept for Hessian-vector
     products at the same point.  Returns ``(grad (T, d), w (T, n))``.
     """
-    z = _logits(theta, X)
-    return _gradient(z, theta, X, y, l2), _weights(z)
+    r, w = _residual_weights(_logits(theta, X), y)
+    return _gradient(r, theta, X, l2), w
 
 
 def _value_grad(theta, X, y, l2):
     """Loss ``(T,)`` and gradient ``(T, d)`` from one evaluation of the logits: (L2), (L4)."""
     z = _logits(theta, X)
-    return _value(z, theta, y, l2), _gradient(z, theta, X, y, l2)
+    return _value(z, theta, y, l2), _gradient(_residual_weights(z, y)[0], theta, X, l2)
 
 
 def _weights(z):
     """Curvature weights ``w = sigmoid(z) sigmoid(-z) = p (1 - p)``: ``derivations/logistic.md`` (L3)."""
-    return sigmoid(z) * sigmoid(-z)
+    p, q = _sigmoid_pair(z)
+    return p * q
 
 
 def _hvp_state(w, X, v, l2):
@@ -123,8 +130,7 @@ def _hvp_state(w, X, v, l2):
 def _logit_state(z, y):
     """Per-example ``dl/dz = p - y`` and the curvature weights ``w`` from the logits ``(T, n)``:
     (L9), (L10). The dual form (``derivations/dual.md`` (G1)) works with these alone."""
-    s = 1 - 2 * y
-    return s * sigmoid(s * z), _weights(z)
+    return _residual_weights(z, y)
 
 
 def _logit_value(z, y):

@@ -16,9 +16,10 @@ with a task axis and check nothing.  Labels reach them one-hot,
 
 import sys
 
-from array_api_compat import array_namespace, device
+from array_api_compat import device
 
-from .. import _validate
+from .. import _validate, _xp
+from .._xp import array_namespace
 from ..special import _log_softmax_and_softmax, log_softmax, softmax
 from . import _prepare
 
@@ -37,7 +38,7 @@ def check_parameters(theta, name):
 def labels(xp, dev, y, X, theta_shape, dtype, name="y"):
     """Check integer class labels in ``[0, C)`` and return them one-hot, ``(..., n, C)`` of ``dtype``."""
     y = _validate.as_array(xp, dev, y, name)
-    if not xp.isdtype(y.dtype, "integral"):
+    if not _xp.isdtype(xp, y.dtype, "integral"):
         raise TypeError(
             f"{name} has dtype {y.dtype}; softmax labels must be integers (class indices in [0, C))"
         )
