@@ -331,6 +331,42 @@ def memory_rows():
     return out
 
 
+def thread_rows(min_time):
+    """Thread use: refmaml in one thread, with its tasks in groups over the cores
+    (``maml.THREAD_FLOPS``), and with OpenBLAS limited to one thread; the form ``auto`` picks."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    rows = []
+    saved = maml.THREAD_FLOPS
+    for T, n, m, d, K in CONFIGS + [(64, 10, 15, 4096, 5), (128, 25, 25, 784, 10), (32, 100, 100, 1024, 10)] \
+            + GPU_TARGET:
+        data = problem(T, n, m, d)
+
+        def call(data=data, K=K):
+            return refmaml.meta_value_and_grad(*data, inner_lr=ALPHA, inner_steps=K)
+
+        p = maml._problem(*data, "logistic", 0.0, inner_lr=ALPHA, inner_steps=K)
+        form = dual.choose(p, "auto")
+        primal, dual_cost = dual.costs(p)
+        row = {"config": dict(T=T, n=n, m=m, d=d, K=K), "form": form,
+               "flops": T * (dual_cost if form == "dual" else primal)}
+        try:
+            maml.THREAD_FLOPS = float("inf")
+            row["one_thread_s"] = measure(call, min_time=min_time)[2]
+            if threadpool_limits is not None:
+                with threadpool_limits(1):
+                    row["one_thread_one_blas_thread_s"] = measure(call, min_time=min_time)[2]
+            maml.THREAD_FLOPS = 0.0
+            row["task_groups_s"] = measure(call, min_time=min_time)[2]
+        finally:
+            maml.THREAD_FLOPS = saved
+        row["default"] = "task groups" if row["flops"] >= saved else "one thread"
+        rows.append(row)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -338,6 +374,8 @@ def main(argv=None):
     parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
     parser.add_argument("--float32", action="store_true", help="all implementations in float32")
     parser.add_argument("--memory", action="store_true", help="measure peak memory instead of time")
+    parser.add_argument("--threads", action="store_true",
+                        help="measure thread use: one BLAS thread, tasks split over two threads")
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds of repeated calls per timing")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--keep-env", action="store_true", help="keep OPENBLAS_* variables")
@@ -345,7 +383,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     info = machine()
     print(json.dumps(info))
-    if args.memory:
+    if args.threads:
+        rows = thread_rows(args.min_time)
+        for r in rows:
+            c = r["config"]
+            blas = r.get("one_thread_one_blas_thread_s", float("nan")) * 1e3
+            head = f"({c['T']}, {c['n']}, {c['m']}, {c['d']}, {c['K']}) {r['form']:>6}"
+            head += f" {r['flops'] / 1e6:7.0f} Mflop"
+            print(f"{head}: "
+                  f"one thread {r['one_thread_s'] * 1e3:.2f} ms (one BLAS thread {blas:.2f} ms), task groups "
+                  f"{r['task_groups_s'] * 1e3:.2f} ms; default: {r['default']}")
+        result = {"machine": info, "threads": rows}
+    elif args.memory:
         rows = memory_rows()
         for r in rows:
             c = r["config"]

@@ -12,8 +12,12 @@ model and ``(d, C)`` for the softmax model;
 are processed together by batched array operations.
 """
 
-from dataclasses import dataclass
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
+import array_api_compat
 from array_api_compat import device
 
 from . import _validate, _xp, dual, models
@@ -228,6 +232,9 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     matrices (``derivations/dual.md`` (G1)-(G7)), the same numbers to rounding;
     ``"auto"`` (default) takes the cheaper by the cost formulas (G8). The dual form
     takes rates that are one number per step, or one per feature with ``l2=0``.
+    On NumPy, calls of more than ``THREAD_FLOPS`` operations share their tasks
+    among threads, one per core; each task is computed as in one call, so the
+    result is the same to the bit.
 
     Returns ``(meta_loss, meta_grad)``, or ``(meta_loss, meta_grad, inner_lr_grad)``
     with ``lr_grad=True``: arrays of the inputs' namespace and device.
@@ -238,14 +245,58 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     reduction = _validate.choice(reduction, "reduction", REDUCTIONS)
     form = _validate.choice(form, "form", dual.FORMS)
     p = _problem(theta, Xs, ys, Xq, yq, model, l2, inner_lr=inner_lr, inner_steps=inner_steps)
-    with _xp.quiet_overflow():
-        if dual.choose(p, form, lr_grad=lr_grad) == "dual":
-            losses, g, rates = dual.value_and_grad(p, first_order=first_order, lr_grad=lr_grad)
-        else:
-            losses, g, rates = _primal(p, first_order=first_order, lr_grad=lr_grad)
+    chosen = dual.choose(p, form, lr_grad=lr_grad)
+    compute = dual.value_and_grad if chosen == "dual" else _primal
+
+    def run(part):
+        with _xp.quiet_overflow():
+            return compute(part, first_order=first_order, lr_grad=lr_grad)
+
+    losses, g, rates = _by_task_groups(p, run, chosen, lr_grad)
     _require_finite(p, "the adapted parameters or the query loss", losses, g)
     out = (_reduce(p, reduction, losses), _reduce(p, reduction, g))
     return out + (_reduce(p, reduction, rates),) if lr_grad else out
+
+
+# A NumPy call with at least this many floating-point operations (G8) runs its tasks in groups,
+# one thread per core: stacked matrix products per task run on one core in OpenBLAS, and threads
+# that each take a share of the tasks use the others. Measured on 2 cores (benchmarks/README.md,
+# "Thread use"): 1.3 to 2x faster from about 1.5e8 flops up, no gain or a loss below.
+THREAD_FLOPS = 1.5e8
+MAX_THREADS = 8  # measured with 2; more threads contend for the GIL between short operations
+
+
+def _by_task_groups(p, run, form, lr_grad):
+    """``run(p)``, or on NumPy for large calls ``run`` on groups of tasks in threads, the per-task
+    results joined in task order. Every task is computed exactly as in one call, so the result is
+    bit for bit the same."""
+    xp = p.xp
+    T = p.Xs.shape[0]
+    workers = min(os.cpu_count() or 1, MAX_THREADS, T)
+    primal, dual_cost = dual.costs(p, lr_grad=lr_grad)
+    flops = T * (dual_cost if form == "dual" else primal)
+    if workers < 2 or flops < THREAD_FLOPS or not array_api_compat.is_numpy_namespace(xp):
+        return run(p)
+    edges = [T * k // workers for k in range(workers + 1)]
+    parts = [replace(p, Xs=p.Xs[a:b, ...], ys=p.ys[a:b, ...], Xq=p.Xq[a:b, ...], yq=p.yq[a:b, ...])
+             for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    others = [_pool().submit(run, part) for part in parts[1:]]
+    results = [run(parts[0])] + [f.result() for f in others]
+    return tuple(None if r[0] is None else xp.concat(r, axis=0) for r in zip(*results, strict=True))
+
+
+_POOL = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool():
+    """One process-wide pool of (cores - 1) worker threads, made on first use; the calling thread
+    takes the first group of tasks itself."""
+    with _POOL_LOCK:
+        if not _POOL:
+            workers = max(1, min(os.cpu_count() or 2, MAX_THREADS) - 1)
+            _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="refmaml"))
+        return _POOL[0]
 
 
 def _primal(p, *, first_order, lr_grad):

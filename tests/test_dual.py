@@ -123,3 +123,17 @@ def test_auto_takes_the_cheaper_form(n, d, K, expected, monkeypatch):
     monkeypatch.setattr(dual, "value_and_grad", lambda *a, **k: called.append(1) or maml._primal(*a, **k))
     refmaml.meta_value_and_grad(*_problem(0, "logistic", 2, n, n, d).values(), inner_lr=0.1, inner_steps=K)
     assert bool(called) == (expected == "dual")
+
+
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_task_groups_in_threads_give_the_same_bits(form, monkeypatch):
+    """Large NumPy calls run their tasks in groups over threads (``maml.THREAD_FLOPS``): every task
+    is computed as in one call, so the results are identical, loss, gradient and rates."""
+    p = _problem(3, "softmax", T=7, n=4, m=5, d=6)
+    kw = dict(inner_lr=np.full((3, 1, 1), 0.3), inner_steps=3, model="softmax", lr_grad=True, form=form)
+    monkeypatch.setattr(maml, "THREAD_FLOPS", float("inf"))
+    one = refmaml.meta_value_and_grad(**p, **kw, reduction="none")
+    monkeypatch.setattr(maml, "THREAD_FLOPS", 0.0)
+    monkeypatch.setattr(maml.os, "cpu_count", lambda: 3)
+    grouped = refmaml.meta_value_and_grad(**p, **kw, reduction="none")
+    assert all(np.array_equal(a, b) for a, b in zip(one, grouped, strict=True))
