@@ -110,6 +110,11 @@ def isdtype(xp, dtype, kind):
         return xp.isdtype(dtype, kind)
 
 
+def task_dot(xp, a, b):
+    """Per-task inner products of ``(T, ...)`` arrays: ``(T,)``."""
+    return xp.sum(xp.reshape(a * b, (a.shape[0], -1)), axis=1)
+
+
 def is_complex(xp, x):
     return isdtype(xp, x.dtype, "complex floating")
 

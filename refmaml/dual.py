@@ -14,6 +14,8 @@ model): coefficients ``(T, n, C)``, logits ``(T, n, C)``, parameters ``(T, d, C)
 
 from array_api_compat import device
 
+from . import _xp
+
 FORMS = ("auto", "primal", "dual")
 
 
@@ -80,11 +82,6 @@ def _uncolumn(p, a):
     return a[..., 0] if len(p.theta.shape) == 1 else a
 
 
-def _dot(xp, a, b):
-    """Per-task inner product of ``(T, ...)`` arrays: ``(T,)``."""
-    return xp.sum(xp.reshape(a * b, (a.shape[0], -1)), axis=1)
-
-
 def value_and_grad(p, *, first_order=False, lr_grad=False):
     """Per-task query losses ``(T,)``, meta-gradients ``(T,) + P`` and, with ``lr_grad``, rate
     gradients ``(T,) + inner_lr.shape``, by the dual form (G1)-(G7)."""
@@ -126,12 +123,12 @@ def value_and_grad(p, *, first_order=False, lr_grad=False):
     # reverse (G4): g_k = beta_k X_q^T B + X_s^T E_k; first order keeps g_K (beta = 1, E = 0)
     E, beta = xp.zeros_like(Z0), 1.0
     terms, S = [], None
-    for k in reversed(range(K)):
+    for k in reversed(range(K) if lr_grad or not first_order else ()):
         s_k, delta = steps[k]
-        V = beta * MtB + G @ E         # X_s A g_{k+1}
+        V = MtB if first_order else beta * MtB + G @ E         # X_s A g_{k+1}
         if lr_grad and kind == "scalar":
             terms.append(_scalar_rate_term(p, V, E, beta, residuals[k], path[k], Z0, B, U0))
-        if lr_grad and kind == "feature":
+        if lr_grad and kind == "feature" and not first_order:
             S = _accumulate(xp, S, E, residuals[k])
         if not first_order:
             curv = _columns(p, model._logit_curvature(states[k], _uncolumn(p, V)))
@@ -161,9 +158,9 @@ def _scalar_rate_term(p, V, E, beta, R, point, Z0, B, U0):
     ``grad L_s(theta_k) = X_s^T (R_k + l2 Y_k) + l2 c_k theta_0``."""
     xp = p.xp
     Y_k, c_k = point
-    value = _dot(xp, V, R + p.l2 * Y_k)
+    value = _xp.task_dot(xp, V, R + p.l2 * Y_k)
     if p.l2:
-        value = value + p.l2 * c_k * (beta * _dot(xp, B, U0) + _dot(xp, E, Z0))
+        value = value + p.l2 * c_k * (beta * _xp.task_dot(xp, B, U0) + _xp.task_dot(xp, E, Z0))
     return -value
 
 

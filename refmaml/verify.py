@@ -341,24 +341,20 @@ def _imaml_unrolled(p, steps=60):
     return check.gradient_error(loss, lambda t: p.imaml(t)[1], p.theta)
 
 
-def _dual_equals_primal(**kw):
-    """dual.md (G6), (G7): the dual form against the primal form, rate gradient included."""
+def _dual_equals_primal(rates):
+    """dual.md (G5)-(G7): the dual form against the primal form, rate gradient included; rates
+    ``"scalar"`` and ``"per step"`` with the instance's l2, ``"per feature"`` with l2 = 0."""
     def run(p):
-        rate = {"scalar": p.alpha, "per step": p.rates["per step"]}[kw.get("rates", "scalar")]
-        args = dict(inner_lr=rate, lr_grad=True, l2=kw.get("l2", p.l2))
-        a = p.meta(form="dual", **args)(p.theta)
-        b = p.meta(form="primal", **args)(p.theta)
+        if rates == "per feature":
+            d = p.theta.shape[0]
+            rate = p.put(p.alpha * (0.5 + np.arange(d) / d).reshape((d,) + (1,) * (p.theta.ndim - 1)))
+            args = dict(inner_lr=rate, l2=0.0)
+        else:
+            args = dict(inner_lr=p.alpha if rates == "scalar" else p.rates["per step"])
+        a = p.meta(form="dual", lr_grad=True, **args)(p.theta)
+        b = p.meta(form="primal", lr_grad=True, **args)(p.theta)
         return max(check.relative_error(x, y) for x, y in zip(a, b, strict=True))
     return run
-
-
-def _dual_feature_rates(p):
-    """dual.md (G5), (G7): per-feature rates (l2 = 0) in the dual form against the primal form."""
-    d = p.theta.shape[0]
-    rate = p.put(p.alpha * (0.5 + np.arange(d) / d).reshape((d,) + (1,) * (p.theta.ndim - 1)))
-    a = p.meta(form="dual", inner_lr=rate, lr_grad=True, l2=0.0)(p.theta)
-    b = p.meta(form="primal", inner_lr=rate, lr_grad=True, l2=0.0)(p.theta)
-    return max(check.relative_error(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _variant_identities(name):
@@ -414,11 +410,11 @@ def _model_identities(name, eq):
          _reduces_to_query_gradient(first_order=True)),
         (f"MAML ({name}) batch = mean of single tasks", "maml.md (M4)", 1e-12, False, _batch_mean),
         (f"MAML ({name}) dual form = primal form (scalar rate, l2)", "dual.md (G4), (G6), (G7)", 1e-12,
-         False, _dual_equals_primal()),
+         False, _dual_equals_primal("scalar")),
         (f"MAML ({name}) dual form = primal form (rate per step)", "dual.md (G4), (G7)", 1e-12, False,
-         _dual_equals_primal(rates="per step")),
+         _dual_equals_primal("per step")),
         (f"MAML ({name}) dual form = primal form (rate per feature)", "dual.md (G5), (G7)", 1e-12, False,
-         _dual_feature_rates),
+         _dual_equals_primal("per feature")),
         (f"MAML ({name}) dual meta-gradient = complex step (K=3)", "dual.md (G6)", 1e-12, False,
          lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta(form="dual")(t)[1], p.theta)),
     ] + _variant_identities(name)

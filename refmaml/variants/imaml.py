@@ -19,13 +19,8 @@ HALVINGS = 60  # line search: the step never shrinks below 2^-60
 ARMIJO = 1e-4  # sufficient decrease constant
 
 
-def _dot(xp, a, b):
-    """Per-task inner products of ``(T, P...)`` arrays: ``(T,)``."""
-    return xp.sum(xp.reshape(a * b, (a.shape[0], -1)), axis=1)
-
-
 def _norm(xp, a):
-    return xp.sqrt(_dot(xp, a, a))
+    return xp.sqrt(_xp.task_dot(xp, a, a))
 
 
 def _per_task(xp, s, like):
@@ -48,7 +43,7 @@ def conjugate_gradient(xp, apply, b, rtol, maxiter):
     """
     x = xp.zeros_like(b)
     r, p = b, b
-    rr = _dot(xp, r, r)
+    rr = _xp.task_dot(xp, r, r)
     b_norm = xp.sqrt(rr)
     iterations = 0
     while iterations < maxiter:
@@ -56,11 +51,11 @@ def conjugate_gradient(xp, apply, b, rtol, maxiter):
         if bool(xp.all(done)):
             break
         Ap = apply(p)
-        pAp = _dot(xp, p, Ap)
+        pAp = _xp.task_dot(xp, p, Ap)
         step = xp.where(done | (pAp <= 0), xp.zeros_like(rr), rr / _safe(xp, pAp))
         x = x + _per_task(xp, step, x) * p
         r = r - _per_task(xp, step, r) * Ap
-        rr_new = _dot(xp, r, r)
+        rr_new = _xp.task_dot(xp, r, r)
         beta = rr_new / _safe(xp, rr)
         p = xp.where(_per_task(xp, done, p), p, r + _per_task(xp, beta, p) * p)
         rr = rr_new
@@ -84,7 +79,7 @@ def _inner_solve(p, lam, tol):
     rounding = 8 * _xp.eps(xp, p.theta.dtype)
 
     def objective(phi):
-        return model._loss(phi, p.Xs, p.ys, p.l2) + (lam / 2) * _dot(xp, phi - anchor, phi - anchor)
+        return model._loss(phi, p.Xs, p.ys, p.l2) + (lam / 2) * _xp.task_dot(xp, phi - anchor, phi - anchor)
 
     phi = anchor
     g, state = model._grad_state(phi, p.Xs, p.ys, p.l2)
@@ -102,7 +97,7 @@ def _inner_solve(p, lam, tol):
         forcing = xp.minimum(xp.sqrt(residual), xp.full_like(residual, 0.5))
         d, _, _ = conjugate_gradient(xp, hessian, -grad, forcing, 10 * size + 10)
         d = xp.where(_per_task(xp, done, d), xp.zeros_like(d), d)
-        value, slope = objective(phi), _dot(xp, grad, d)
+        value, slope = objective(phi), _xp.task_dot(xp, grad, d)
         t = xp.ones_like(value)
         for _ in range(HALVINGS):
             # Armijo's test, with an allowance for rounding in G near the minimum,
