@@ -165,3 +165,27 @@ def quiet_overflow():
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         yield
+
+
+BACKENDS = ("numpy", "cupy", "array-api-strict", "array-api-strict:device1")
+
+
+def backend(name):
+    """``(put, xp)`` for a backend named in :data:`BACKENDS`: ``put(a)`` copies a NumPy array
+    to that library and device (the one deliberate host-to-device transfer), ``xp`` is the
+    namespace. ``array-api-strict:device1`` stands in for a GPU in tests."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
+    if name == "numpy":
+        return np.asarray, array_api_compat.array_namespace(np.empty(0))
+    if name == "cupy":
+        try:
+            import cupy
+        except ImportError:
+            raise ImportError("backend 'cupy' needs CuPy and an NVIDIA GPU: pip install 'refmaml[gpu]'") \
+                from None
+        return cupy.asarray, array_api_compat.array_namespace(cupy.empty(0))
+    import array_api_strict as xp
+
+    device = xp.Device("device1") if name.endswith("device1") else xp.Device()
+    return (lambda a: xp.asarray(a, device=device)), xp

@@ -1,9 +1,13 @@
 """The ``refmaml`` command: parses arguments, calls the library, prints."""
 
 import argparse
+import dataclasses
 import sys
 
 from . import __version__
+
+from .tasks import FAMILIES
+from .train import METHODS
 
 
 def _verify(args):
@@ -54,6 +58,76 @@ def _check(args):
     return 0 if report.passed else 1
 
 
+def _finish(report, out, seconds=None):
+    from . import demo
+
+    print(demo.format_table(report))
+    json_path, figure = demo.write(report, out)
+    print(f"\nresults: {json_path}")
+    print(f"figure:  {figure}" if figure else
+          "figure:  not drawn (matplotlib is not installed): pip install 'refmaml[plot]'")
+    if seconds is not None:
+        print(f"time:    {seconds:.1f} s")
+    return 0
+
+
+def _needs_data(family):
+    if family.startswith("digits"):
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            print(f"refmaml: the {family} family needs scikit-learn, which ships the digits data "
+                  "(no download): pip install 'refmaml[data]'", file=sys.stderr)
+            return False
+    return True
+
+
+def _demo(args):
+    import time
+
+    from . import demo
+
+    if not _needs_data(args.family):
+        return 2
+    t0 = time.perf_counter()
+    print(f"meta-training {len(demo.METHODS)} methods on {args.family} ({args.backend}), "
+          f"then evaluating on {args.eval_tasks} held-out tasks ...", file=sys.stderr)
+    report = demo.compare(args.family, seed=args.seed, backend=args.backend, eval_tasks=args.eval_tasks,
+                          progress=not args.quiet)
+    return _finish(report, args.out, time.perf_counter() - t0)
+
+
+def _train(args):
+    import time
+
+    from . import checkpoint, demo, train
+
+    given = {k: getattr(args, k) for k in (f.name for f in dataclasses.fields(train.Config))
+             if getattr(args, k, None) is not None}
+    try:
+        if args.resume:
+            saved = train.load(args.resume).config
+            config = train.Config(**{**saved.as_dict(), **given})
+        else:
+            preset = demo.PRESETS[given.get("family", train.Config.family)]
+            config = train.Config(**{**preset, **given})
+        config = config.validated()
+        if not _needs_data(config.family):
+            return 2
+        t0 = time.perf_counter()
+        state = train.train(config, checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                            resume=args.resume, progress=not args.quiet)
+        seconds = time.perf_counter() - t0
+    except checkpoint.InvalidCheckpoint as exc:
+        print(f"refmaml train: {exc}", file=sys.stderr)
+        return 2
+    except (TypeError, ValueError) as exc:
+        print(f"refmaml train: {exc}", file=sys.stderr)
+        return 2
+    report = demo.report({config.method: (state, seconds)}, eval_tasks=args.eval_tasks)
+    return _finish(report, args.out, seconds)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="refmaml",
@@ -70,6 +144,45 @@ def build_parser():
     p = sub.add_parser("check", help="judge results computed elsewhere on the test vectors; diagnose bugs")
     p.add_argument("results", help="a JSON file in the results schema (results.schema.json)")
     p.set_defaults(run=_check)
+    p = sub.add_parser("demo", help="meta-train every method on one task family and compare them on "
+                                     "held-out tasks (the main job; under a minute)")
+    p.add_argument("--family", default="synthetic-binary", choices=list(FAMILIES),
+                   help="task family (default synthetic-binary; the digits families need scikit-learn)")
+    p.add_argument("--out", default="refmaml-demo", help="directory for results.json and figure.png "
+                                                         "(default ./refmaml-demo)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
+    p.add_argument("--eval-tasks", type=int, default=500, help="held-out tasks (default 500)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_demo)
+    p = sub.add_parser("train", help="meta-train one method; checkpoints, resume, evaluation")
+    p.add_argument("--family", choices=list(FAMILIES), help="task family (default synthetic-binary)")
+    p.add_argument("--method", choices=METHODS, help="default maml")
+    p.add_argument("--inner-lr", dest="inner_lr", type=float,
+                   help="inner rate (Meta-SGD: the rates' initial value)")
+    p.add_argument("--inner-steps", dest="inner_steps", type=int, help="inner gradient steps K")
+    p.add_argument("--meta-batch", dest="meta_batch", type=int, help="tasks per meta-batch")
+    p.add_argument("--iterations", type=int, help="meta-training iterations")
+    p.add_argument("--outer-lr", dest="outer_lr", type=float, help="Adam's step size")
+    p.add_argument("--support", type=int, help="support examples per task (n)")
+    p.add_argument("--query", type=int, help="query examples per task (m)")
+    p.add_argument("--l2", type=float, help="ridge coefficient of the inner (support) loss")
+    p.add_argument("--lam", type=float, help="iMAML's proximal strength")
+    p.add_argument("--seed", type=int, help="training seed (default 0)")
+    p.add_argument("--backend", choices=("numpy", "cupy"), help="default numpy")
+    p.add_argument("--eval-every", dest="eval_every", type=int,
+                   help="iterations between held-out evaluations of the training curve (0: none)")
+    p.add_argument("--curve-tasks", dest="curve_tasks", type=int, help="held-out tasks of the training curve")
+    p.add_argument("--checkpoint", help="save the training state here (atomically) at intervals "
+                                        "and at the end")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=100,
+                   help="iterations between checkpoints (default 100)")
+    p.add_argument("--resume", help="continue the run saved in this checkpoint (options given must match it, "
+                                    "except --iterations)")
+    p.add_argument("--eval-tasks", type=int, default=500, help="held-out tasks of the final evaluation")
+    p.add_argument("--out", default="refmaml-train", help="directory for results.json and figure.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_train)
     p = sub.add_parser("audit", help="check every claim of the seed tutorial and print the errata table")
     p.set_defaults(run=_audit)
     return parser

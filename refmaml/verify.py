@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import array_api_compat
 import numpy as np
 
-from . import adapt, check, imaml_value_and_grad, meta_value_and_grad, models, reptile_direction
+from . import _text, adapt, check, imaml_value_and_grad, meta_value_and_grad, models, reptile_direction
 from .models import logistic, softmax
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -461,8 +461,4 @@ def format_table(rows):
     header = ("identity", "equation", "backend", "dtype", "rel. error", "tolerance", "result")
     body = [(r.identity, r.label, r.backend, r.dtype, f"{r.error:.2e}", f"{r.tolerance:.1e}",
              "pass" if r.passed else "FAIL") for r in rows]
-    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*line) for line in body]
-    return "\n".join(lines)
+    return _text.table(header, body)

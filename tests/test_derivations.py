@@ -13,7 +13,7 @@ import re
 import pytest
 
 import refmaml
-from refmaml import check, maml, oracle, special, tutorial
+from refmaml import adam, check, evaluate, maml, oracle, special, train, tutorial
 from refmaml.models import logistic, softmax
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -83,6 +83,8 @@ PUBLIC_MATH = [
     softmax.loss, softmax.grad, softmax.hvp, softmax.hessian, softmax.predict,
     maml.adapt, maml.meta_value_and_grad, refmaml.reptile_direction, refmaml.imaml_value_and_grad,
     oracle.check,
+    adam.step, train.meta_gradient, evaluate.summarize, evaluate.query_metrics,
+    evaluate.adaptation_curve,
     check.relative_error, check.central_difference_gradient, check.complex_step_gradient,
     check.directional_derivative, check.hvp_reference, check.hvp_symmetry_error,
     tutorial.output, tutorial.output_gradient, tutorial.cross_entropy, tutorial.gradient_line,

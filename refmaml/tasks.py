@@ -1,0 +1,255 @@
+"""Task families: seeded generators of few-shot tasks, ``derivations/training.md`` (T1)-(T4).
+
+A family is a distribution over tasks. Every task is named by a split
+(``"train"`` or ``"test"``) and an index, and everything about it (its true
+parameters, its classes, its examples) comes from a random generator seeded by
+``(family seed, split, index)`` alone. Meta-training draws indices at random
+from the ``"train"`` split; the held-out tasks are ``"test"`` tasks ``0..T-1``.
+The two splits never share a task: a synthetic task's parameters come from a
+stream the other split never reads, and the digits splits use disjoint classes.
+
+Batches are NumPy arrays on the host (``Xs (T, n, d)``, ``ys (T, n)``,
+``Xq (T, m, d)``, ``yq (T, m)``, float64 features); the trainer moves each batch
+to its array library once.
+
+Families:
+
+* ``synthetic-binary`` (T1): logistic tasks whose true weights are a shared
+  offset plus a task-specific part on a few relevant features, with random sign.
+* ``synthetic-nway`` (T2): the same structure for softmax tasks of ``ways`` classes.
+* ``digits-binary`` and ``digits-nway`` (T3): scikit-learn's bundled 8 x 8
+  handwritten digits (no download), meta-train classes 0-5, meta-test classes 6-9.
+"""
+
+import dataclasses
+import math
+import operator
+
+import numpy as np
+
+SPLITS = {"train": 0, "test": 1}
+INDEX_LIMIT = 2**62  # training task indices are drawn from [0, INDEX_LIMIT)
+DIGITS_TRAIN_CLASSES = (0, 1, 2, 3, 4, 5)
+DIGITS_TEST_CLASSES = (6, 7, 8, 9)
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """A stack of tasks: support ``(Xs, ys)``, query ``(Xq, yq)`` and, for synthetic
+    families, each task's true parameters ``truth (T,) + P`` (``None`` for real data)."""
+
+    Xs: np.ndarray
+    ys: np.ndarray
+    Xq: np.ndarray
+    yq: np.ndarray
+    truth: np.ndarray | None = None
+
+
+def _count(value, name, minimum=1):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer; got a boolean")
+    try:
+        k = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer; got {value!r}") from None
+    if k < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {k}")
+    return k
+
+
+def _positive_real(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+    return value
+
+
+def _task_rng(seed, split, index):
+    """The generator of one task: seeded by (family seed, split, index) only (T4)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLITS[split], index)))
+
+
+class Family:
+    """Common machinery; subclasses define ``model``, ``d``, ``classes`` and ``_task``."""
+
+    name = ""
+    model = ""
+    d = 0
+    classes = 2
+
+    @property
+    def parameter_shape(self):
+        """Shape of the model's parameters: ``(d,)`` (logistic) or ``(d, C)`` (softmax)."""
+        return (self.d,) if self.model == "logistic" else (self.d, self.classes)
+
+    def batch(self, split, indices, n, m):
+        """The tasks ``indices`` of ``split``, each with ``n`` support and ``m`` query examples."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}; got {split!r}")
+        n, m = _count(n, "n (support examples)"), _count(m, "m (query examples)")
+        self._check_sizes(n, m)
+        parts = [self._task(_task_rng(self.seed, split, int(i)), split, n, m) for i in indices]
+        if not parts:
+            raise ValueError("a batch needs at least one task")
+        X = np.stack([p[0] for p in parts])
+        y = np.stack([p[1] for p in parts])
+        truth = None if parts[0][2] is None else np.stack([p[2] for p in parts])
+        return Batch(X[:, :n], y[:, :n], X[:, n:], y[:, n:], truth)
+
+    def sample(self, rng, T, n, m):
+        """``T`` meta-training tasks, their indices drawn from ``rng``."""
+        T = _count(T, "T (tasks per batch)")
+        return self.batch("train", rng.integers(0, INDEX_LIMIT, size=T), n, m)
+
+    def held_out(self, T, n, m):
+        """The first ``T`` meta-test tasks: the same tasks and examples on every call."""
+        return self.batch("test", range(_count(T, "T (held-out tasks)")), n, m)
+
+    def _check_sizes(self, n, m):
+        pass
+
+    def describe(self):
+        """The family's definition, for results files."""
+        return {"name": self.name, "model": self.model, "d": self.d, "classes": self.classes,
+                **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+
+
+class _Synthetic(Family):
+    """True parameters ``W_t = B + spread * Z_t`` with ``Z_t`` nonzero on the first
+    ``relevant`` features only (T1), (T2); features ``x ~ N(0, I_d)``; labels drawn
+    from the model's own probabilities at ``W_t``."""
+
+    def __init__(self, d=20, relevant=2, offset=2.0, spread=3.0, seed=0):
+        self.d = _count(d, "d")
+        self.relevant = _count(relevant, "relevant")
+        if self.relevant > self.d:
+            raise ValueError(f"relevant must be <= d = {self.d}; got {self.relevant}")
+        self.offset = _positive_real(offset, "offset")
+        self.spread = _positive_real(spread, "spread")
+        self.seed = _count(seed, "seed", minimum=0)
+        # The shared offset B: a fixed direction (from the family seed) scaled to norm `offset`.
+        B = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(2,))).standard_normal(
+            self.parameter_shape)
+        self._B = self.offset * B / np.linalg.norm(B, axis=0)
+
+    @property
+    def shared_offset(self):
+        """``B``, the part of the true parameters every task shares (a copy)."""
+        return self._B.copy()
+
+    def _truth(self, rng):
+        W = self._B.copy()
+        W[: self.relevant] += self.spread * rng.standard_normal((self.relevant,) + self.parameter_shape[1:])
+        return W
+
+    def _task(self, rng, split, n, m):
+        W = self._truth(rng)
+        X = rng.standard_normal((n + m, self.d))
+        return X, self._labels(rng, X @ W), W
+
+
+class SyntheticBinary(_Synthetic):
+    """(T1): logistic tasks, ``w_t = b + spread * z_t``, ``z_t ~ N(0, I_r)`` on features ``0..r-1``;
+    ``y ~ Bernoulli(sigmoid(x . w_t))``."""
+
+    name = "synthetic-binary"
+    model = "logistic"
+
+    def _labels(self, rng, z):
+        p = np.exp(-np.logaddexp(0.0, -z))
+        return (rng.random(z.shape) < p).astype(np.float64)
+
+
+class SyntheticNWay(_Synthetic):
+    """(T2): softmax tasks of ``ways`` classes, ``W_t = B + spread * Z_t`` (``Z_t`` nonzero on
+    rows ``0..r-1``); ``y ~ Categorical(softmax(x W_t))``."""
+
+    name = "synthetic-nway"
+    model = "softmax"
+
+    def __init__(self, ways=3, **options):
+        self.classes = _count(ways, "ways", minimum=2)
+        super().__init__(**options)
+
+    def _labels(self, rng, Z):
+        P = np.exp(Z - Z.max(axis=1, keepdims=True))
+        cdf = np.cumsum(P / P.sum(axis=1, keepdims=True), axis=1)
+        u = rng.random((Z.shape[0], 1))
+        return np.minimum((u > cdf).sum(axis=1), self.classes - 1).astype(np.int64)
+
+
+def load_digits_data():
+    """scikit-learn's bundled digits as ``(X (1797, 65), y (1797,))``: pixels / 16 and a ones column."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError(
+            "the digits families need scikit-learn, which ships the data (no download): "
+            "pip install 'refmaml[data]'"
+        ) from None
+    X, y = load_digits(return_X_y=True)
+    X = np.concatenate([X / 16.0, np.ones((X.shape[0], 1))], axis=1)
+    return X, y.astype(np.int64)
+
+
+class Digits(Family):
+    """(T3): ``ways``-way tasks on handwritten digits. A task picks ``ways`` distinct classes of its
+    split (meta-train: 0-5, meta-test: 6-9) in random order (class ``j`` of the pick gets label
+    ``j``), then ``n / ways`` support and ``m / ways`` query images of each, all distinct."""
+
+    def __init__(self, ways=2, seed=0):
+        self.classes = _count(ways, "ways", minimum=2)
+        if self.classes > len(DIGITS_TEST_CLASSES):
+            raise ValueError(f"ways must be <= {len(DIGITS_TEST_CLASSES)} (the meta-test classes); "
+                             f"got {self.classes}")
+        self.seed = _count(seed, "seed", minimum=0)
+        self.name = "digits-binary" if self.classes == 2 else "digits-nway"
+        self.model = "logistic" if self.classes == 2 else "softmax"
+        self._X, self._y = load_digits_data()
+        self.d = self._X.shape[1]
+        self._pools = {c: np.flatnonzero(self._y == c) for c in range(10)}
+
+    def describe(self):
+        return {"name": self.name, "model": self.model, "d": self.d, "classes": self.classes,
+                "ways": self.classes, "seed": self.seed, "train_classes": list(DIGITS_TRAIN_CLASSES),
+                "test_classes": list(DIGITS_TEST_CLASSES)}
+
+    def _check_sizes(self, n, m):
+        for value, name in ((n, "n (support examples)"), (m, "m (query examples)")):
+            if value % self.classes:
+                raise ValueError(f"{name} must be a multiple of ways = {self.classes} (the same number "
+                                 f"of images of each class); got {value}")
+        smallest = min(len(p) for p in self._pools.values())
+        if (n + m) // self.classes > smallest:
+            raise ValueError(f"n + m = {n + m} asks for {(n + m) // self.classes} images of each class; "
+                             f"the smallest class has {smallest}")
+
+    def _task(self, rng, split, n, m):
+        pick = rng.permutation(DIGITS_TRAIN_CLASSES if split == "train" else DIGITS_TEST_CLASSES)
+        pick = pick[: self.classes]
+        per_class = [(n // self.classes), (m // self.classes)]
+        chosen = [rng.choice(self._pools[int(c)], sum(per_class), replace=False) for c in pick]
+        support = np.concatenate([c[: per_class[0]] for c in chosen])
+        query = np.concatenate([c[per_class[0]:] for c in chosen])
+        rows = np.concatenate([support, query])
+        labels = np.concatenate([np.full(per_class[0], j) for j in range(self.classes)]
+                                + [np.full(per_class[1], j) for j in range(self.classes)])
+        y = labels.astype(np.float64) if self.model == "logistic" else labels.astype(np.int64)
+        return self._X[rows], y, None
+
+
+FAMILIES = {
+    "synthetic-binary": SyntheticBinary,
+    "synthetic-nway": SyntheticNWay,
+    "digits-binary": lambda **kw: Digits(ways=2, **kw),
+    "digits-nway": lambda **kw: Digits(**{"ways": 3, **kw}),
+}
+
+
+def family(name, **options):
+    """The family called ``name`` (one of :data:`FAMILIES`), with its options."""
+    if name not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}; got {name!r}")
+    return FAMILIES[name](**options)

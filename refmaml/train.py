@@ -1,0 +1,335 @@
+"""Meta-training: ``derivations/training.md`` (T5)-(T9).
+
+One loop serves every method. Each iteration draws a meta-batch of training
+tasks (:mod:`refmaml.tasks`), computes the method's meta-gradient, and takes one
+Adam step (:mod:`refmaml.adam`):
+
+* ``maml``: the exact meta-gradient through ``inner_steps`` steps (M6);
+* ``fomaml``: first-order MAML, the Hessian terms dropped (M8);
+* ``metasgd``: MAML with one learned rate per parameter, initialised at
+  ``inner_lr``; the rates get their gradient from the same reverse pass (V2)-(V4);
+* ``reptile``: the Reptile direction (V6) on each task's support and query
+  examples together, used in place of a gradient (T8);
+* ``imaml``: the implicit meta-gradient of the proximal inner problem (V11);
+* ``pretrain``: the baseline of multi-task pre-training, the gradient of the
+  loss pooled over every task's support and query examples (T9);
+* ``zero``: the baseline of no training, ``theta = 0`` (``iterations`` is ignored).
+
+The random generator, the parameters and Adam's state are the whole state; a
+checkpoint holds all three, so a resumed run repeats the uninterrupted run to
+the bit.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+
+from . import _xp, adam, checkpoint, tasks
+from .evaluate import adaptation_curve
+from .maml import meta_value_and_grad
+from .models import logistic, softmax
+from .variants import imaml_value_and_grad, reptile_direction
+
+METHODS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "pretrain", "zero")
+LEARNS_RATES = ("metasgd",)
+FORMAT, VERSION = "refmaml-checkpoint", 1
+Invalid = checkpoint.InvalidCheckpoint
+REAL = (int, float, np.integer, np.floating)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that determines a training run (and nothing that does not)."""
+
+    family: str = "synthetic-binary"
+    method: str = "maml"
+    inner_lr: float = 0.5
+    inner_steps: int = 5
+    meta_batch: int = 16
+    iterations: int = 1000
+    outer_lr: float = 0.01
+    support: int = 10
+    query: int = 15
+    l2: float = 0.0
+    lam: float = 1.0
+    seed: int = 0
+    backend: str = "numpy"
+    eval_every: int = 100
+    curve_tasks: int = 100
+
+    def validated(self):
+        """This configuration after checking every field; raises ``TypeError``/``ValueError``."""
+        for name in ("family", "method", "backend"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string; got {getattr(self, name)!r}")
+        if self.family not in tasks.FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(tasks.FAMILIES)}; got {self.family!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.backend not in _xp.BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(_xp.BACKENDS)}; got {self.backend!r}")
+        for name, minimum in (("inner_steps", 0), ("meta_batch", 1), ("iterations", 0), ("support", 1),
+                              ("query", 1), ("seed", 0), ("eval_every", 0), ("curve_tasks", 2)):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an integer; got {value!r}")
+            if value < minimum:
+                raise ValueError(f"{name} must be >= {minimum}; got {value}")
+        for name, minimum, strict in (("inner_lr", None, False), ("outer_lr", 0.0, True),
+                                      ("l2", 0.0, False), ("lam", 0.0, True)):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, REAL):
+                raise TypeError(f"{name} must be a real number; got {value!r}")
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be finite; got {value}")
+            if minimum is not None and (value <= minimum if strict else value < minimum):
+                raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}; got {value}")
+        return self
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields):
+        """A validated configuration from a dict (unknown or missing fields are errors)."""
+        if not isinstance(fields, dict):
+            raise TypeError(f"a configuration must be a dict; got {type(fields).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(fields) != names:
+            missing, extra = sorted(names - set(fields)), sorted(set(fields) - names)
+            raise ValueError("configuration fields do not match"
+                             + (f"; missing: {', '.join(missing)}" if missing else "")
+                             + (f"; unexpected: {', '.join(extra)}" if extra else ""))
+        return cls(**fields).validated()
+
+
+@dataclasses.dataclass
+class State:
+    """A run in progress: parameters (``theta`` and, for Meta-SGD, ``rates``), Adam's state,
+    the iterations done, the random generator, and the records so far."""
+
+    config: Config
+    params: dict
+    optimizer: adam.State
+    iteration: int
+    rng: np.random.Generator
+    losses: list  # the method's objective on each iteration's meta-batch (T8), (T9)
+    curve: list  # (iteration, mean held-out query accuracy after inner_steps steps)
+
+
+def _family(config):
+    return tasks.family(config.family)
+
+
+def _model_module(name):
+    return logistic if name == "logistic" else softmax
+
+
+def start(config):
+    """A fresh run: ``theta = 0``, Meta-SGD's rates at ``inner_lr``, Adam at rest."""
+    config = config.validated()
+    family = _family(config)
+    put, _ = _xp.backend(config.backend)
+    params = {"theta": put(np.zeros(family.parameter_shape))}
+    if config.method in LEARNS_RATES:
+        params["rates"] = put(np.full(family.parameter_shape, float(config.inner_lr)))
+    return State(config, params, adam.init(params), 0, np.random.default_rng(config.seed), [], [])
+
+
+def inner_rate(state):
+    """The rate(s) the run adapts with: learned rates for Meta-SGD, else ``inner_lr``."""
+    return state.params.get("rates", state.config.inner_lr)
+
+
+def meta_gradient(config, model, params, batch):
+    """The method's objective on ``batch`` and its gradients, one per entry of ``params``:
+    (M6), (M8), (V2)-(V4), (V11), Reptile's direction (T8), the pooled gradient (T9).
+
+    ``batch`` is ``(Xs, ys, Xq, yq)`` in the parameters' namespace and device.
+    """
+    c, theta = config, params["theta"]
+    xp = _xp.array_namespace(theta)
+    Xs, ys, Xq, yq = batch
+    common = dict(model=model, l2=c.l2)
+    if c.method in ("maml", "fomaml"):
+        loss, g = meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=c.inner_lr, inner_steps=c.inner_steps,
+                                      first_order=c.method == "fomaml", **common)
+        return loss, {"theta": g}
+    if c.method == "metasgd":
+        loss, g, g_rates = meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=params["rates"],
+                                               inner_steps=c.inner_steps, lr_grad=True, **common)
+        return loss, {"theta": g, "rates": g_rates}
+    if c.method == "imaml":
+        loss, g, _ = imaml_value_and_grad(theta, Xs, ys, Xq, yq, lam=c.lam, tol=1e-10, **common)
+        return loss, {"theta": g}
+    X, y = xp.concat([Xs, Xq], axis=1), xp.concat([ys, yq], axis=1)
+    m = _model_module(model)
+    if c.method == "reptile":
+        direction = reptile_direction(theta, X, y, inner_lr=c.inner_lr, inner_steps=c.inner_steps, **common)
+        return xp.mean(m.loss(theta, X, y, l2=c.l2)), {"theta": direction}
+    return xp.mean(m.loss(theta, X, y, l2=c.l2)), {"theta": xp.mean(m.grad(theta, X, y, l2=c.l2), axis=0)}
+
+
+def _device_batch(put, batch):
+    return tuple(put(a) for a in (batch.Xs, batch.ys, batch.Xq, batch.yq))
+
+
+def held_out_accuracy(state, held):
+    """Mean query accuracy on the device batch ``held`` after ``inner_steps`` steps."""
+    c = state.config
+    accuracy, _ = adaptation_curve(_family(c).model, state.params["theta"], *held, inner_lr=inner_rate(state),
+                                   steps=c.inner_steps, l2=c.l2)
+    return float(accuracy[-1].mean())
+
+
+def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
+    """Continue ``state`` to ``config.iterations``; returns the final state.
+
+    Every ``eval_every`` iterations, the mean query accuracy after ``inner_steps``
+    steps on the first ``curve_tasks`` held-out tasks joins ``state.curve`` (a
+    record of training only: nothing is selected with it). With ``checkpoint_path``,
+    the state is saved atomically every ``checkpoint_every`` iterations (if > 0) and
+    at the end. ``progress`` shows a progress bar (tqdm) on standard error.
+    """
+    c = state.config
+    family = _family(c)
+    put, _ = _xp.backend(c.backend)
+    todo = 0 if c.method == "zero" else c.iterations
+    held = None
+    if c.eval_every and todo:
+        held = _device_batch(put, family.held_out(c.curve_tasks, c.support, c.query))
+    if held is not None and state.iteration == 0:
+        state.curve.append((0, held_out_accuracy(state, held)))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=todo, initial=min(state.iteration, todo), desc=c.method, leave=False,
+                   unit="it", dynamic_ncols=True)
+    try:
+        while state.iteration < todo:
+            batch = _device_batch(put, family.sample(state.rng, c.meta_batch, c.support, c.query))
+            loss, grads = meta_gradient(c, family.model, state.params, batch)
+            state.params, state.optimizer = adam.step(state.params, grads, state.optimizer, c.outer_lr)
+            state.iteration += 1
+            state.losses.append(float(loss))
+            if held is not None and state.iteration % c.eval_every == 0:
+                state.curve.append((state.iteration, held_out_accuracy(state, held)))
+            if checkpoint_path and checkpoint_every and state.iteration % checkpoint_every == 0:
+                save(checkpoint_path, state)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if checkpoint_path:
+        save(checkpoint_path, state)
+    return state
+
+
+def train(config, *, checkpoint_path=None, checkpoint_every=0, resume=None, progress=False):
+    """Train from scratch, or from the checkpoint ``resume``; see :func:`run`."""
+    state = load(resume, config) if resume is not None else start(config)
+    return run(state, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, progress=progress)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+def _fields(state):
+    out = {
+        "format": np.array(FORMAT),
+        "version": np.array(VERSION, dtype=np.int64),
+        "config": np.array(json.dumps(state.config.as_dict(), sort_keys=True)),
+        "iteration": np.array(state.iteration, dtype=np.int64),
+        "rng": np.array(json.dumps(state.rng.bit_generator.state)),
+        "losses": np.array(state.losses, dtype=np.float64),
+        "curve": np.array(state.curve, dtype=np.float64).reshape(-1, 2),
+    }
+    for k, p in state.params.items():
+        out[f"param_{k}"] = _xp.to_numpy(p)
+        out[f"adam_m_{k}"] = _xp.to_numpy(state.optimizer.m[k])
+        out[f"adam_v_{k}"] = _xp.to_numpy(state.optimizer.v[k])
+    return out
+
+
+def save(path, state):
+    """Write ``state`` to ``path`` atomically (``refmaml.checkpoint.write``)."""
+    checkpoint.write(path, _fields(state))
+
+
+def _scalar(fields, name, kind):
+    a = fields[name]
+    if a.shape != () or a.dtype.kind not in kind:
+        what = "string" if kind == "U" else "integer"
+        raise Invalid(f"checkpoint field {name!r} must be a single {what}; got {a.dtype} {a.shape}")
+    return a.item()
+
+
+def _rng(text):
+    try:
+        state = json.loads(text)
+        bit_generator = np.random.PCG64()
+        if not (isinstance(state, dict) and state.get("bit_generator") == "PCG64"):
+            raise ValueError("not a PCG64 state")
+        bit_generator.state = state
+    except (ValueError, TypeError, KeyError) as exc:
+        raise Invalid(f"checkpoint field 'rng' is not a PCG64 generator state ({exc})") \
+            from None
+    return np.random.Generator(bit_generator)
+
+
+def load(path, config=None):
+    """The state saved at ``path``, checked field by field.
+
+    With ``config``, the saved configuration must equal it in every field except
+    ``iterations`` (a run may be continued further than first planned); a mismatch
+    is an :class:`refmaml.checkpoint.InvalidCheckpoint` naming the fields.
+    """
+    per_param = [f"{p}{k}" for k in ("theta", "rates") for p in ("param_", "adam_m_", "adam_v_")]
+    head = checkpoint.read(path, ["format", "version", "config", "iteration", "rng", "losses", "curve"]
+                           + per_param[:3], per_param[3:])
+    if _scalar(head, "format", "U") != FORMAT:
+        raise Invalid(f"{path!r} is not a refmaml checkpoint")
+    if _scalar(head, "version", "i") != VERSION:
+        raise Invalid(f"{path!r} has checkpoint version {head['version'].item()}; "
+                                           f"this refmaml reads version {VERSION}")
+    try:
+        saved = Config.from_dict(json.loads(_scalar(head, "config", "U")))
+    except (ValueError, TypeError) as exc:
+        raise Invalid(f"{path!r} holds an invalid configuration: {exc}") from None
+    if config is not None:
+        config = config.validated()
+        differ = [k for k, v in config.as_dict().items() if k != "iterations" and saved.as_dict()[k] != v]
+        if differ:
+            pairs = (f"{k} = {getattr(saved, k)!r} there, {getattr(config, k)!r} here" for k in differ)
+            raise Invalid(f"{path!r} was saved by a run with another configuration: " + "; ".join(pairs))
+        saved = dataclasses.replace(saved, iterations=config.iterations)
+    iteration = _scalar(head, "iteration", "i")
+    if iteration < 0:
+        raise Invalid(f"checkpoint field 'iteration' must be >= 0; got {iteration}")
+    fresh = start(saved)
+    expected = _fields(fresh)
+    put, _ = _xp.backend(saved.backend)
+    params, m, v = {}, {}, {}
+    if ("param_rates" in head) != ("rates" in fresh.params):
+        raise Invalid(f"{path!r}: learned rates are present exactly when the method "
+                                           f"learns them ({', '.join(LEARNS_RATES)})")
+    for k in fresh.params:
+        for prefix, into in (("param_", params), ("adam_m_", m), ("adam_v_", v)):
+            a = head.get(prefix + k)
+            want = expected[prefix + k]
+            if a is None or a.shape != want.shape or a.dtype != want.dtype or not np.all(np.isfinite(a)):
+                raise Invalid(f"checkpoint field {prefix + k!r} must be a finite {want.dtype} array "
+                              f"of shape {want.shape}")
+            into[k] = put(a)
+    if np.any(head["adam_v_theta"] < 0):
+        raise Invalid("checkpoint field 'adam_v_theta' holds negative second moments")
+    losses, curve = head["losses"], head["curve"]
+    if losses.dtype != np.float64 or losses.shape != (iteration,):
+        raise Invalid(f"checkpoint field 'losses' must be float64 of shape ({iteration},)")
+    if curve.dtype != np.float64 or curve.ndim != 2 or curve.shape[1] != 2 or not np.all(np.isfinite(curve)):
+        raise Invalid("checkpoint field 'curve' must be a finite float64 array of shape (k, 2)")
+    rng = _rng(_scalar(head, "rng", "U"))
+    return State(saved, params, adam.State(m, v, iteration), iteration, rng,
+                 [float(x) for x in losses], [(int(i), float(a)) for i, a in curve])

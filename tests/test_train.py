@@ -1,0 +1,303 @@
+"""Meta-training: Adam (T5)-(T7), each method's direction (T8), (T9), checkpoints and resume."""
+
+import dataclasses
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+import refmaml
+from refmaml import adam, checkpoint, check, tasks, train
+from refmaml.models import logistic
+
+SMALL = dict(family="synthetic-binary", iterations=40, meta_batch=4, support=6, query=5, inner_steps=2,
+             inner_lr=0.3, outer_lr=0.02, eval_every=10, curve_tasks=5, seed=3)
+
+
+def test_adam_matches_the_formulas_written_out():
+    """(T5)-(T7) coordinate by coordinate in plain Python floats; the array code may differ from
+    this order of operations only by rounding: a few ulps of the steps, so 1e-15 relative to the
+    whole vector (a coordinate near 0 after cancellation carries the steps' absolute error)."""
+    rng = np.random.default_rng(0)
+    params = {"theta": rng.standard_normal(4)}
+    state = adam.init(params)
+    p, m, v = list(params["theta"]), [0.0] * 4, [0.0] * 4
+    for t in range(1, 6):
+        g = rng.standard_normal(4)
+        params, state = adam.step(params, {"theta": g}, state, 0.1)
+        for i in range(4):
+            m[i] = 0.9 * m[i] + 0.1 * g[i]
+            v[i] = 0.999 * v[i] + 0.001 * g[i] ** 2
+            p[i] -= 0.1 * (m[i] / (1 - 0.9**t)) / ((v[i] / (1 - 0.999**t)) ** 0.5 + 1e-8)
+        assert check.relative_error(params["theta"], np.array(p)) < 1e-15
+        assert check.relative_error(state.m["theta"], np.array(m)) < 1e-15
+    assert state.t == 5
+
+
+def test_first_adam_step_moves_each_coordinate_by_the_step_size():
+    """With m_1 = (1-b1) g and v_1 = (1-b2) g^2, (T6) gives m^ = g, v^ = g^2: the step is lr * sign(g)
+    (up to eps / |g|, below 1e-7 relative for these |g| >= 0.1)."""
+    g = np.array([0.1, -3.0, 250.0])
+    new, _ = adam.step({"theta": np.zeros(3)}, {"theta": g}, adam.init({"theta": np.zeros(3)}), 0.5)
+    np.testing.assert_allclose(new["theta"], -0.5 * np.sign(g), rtol=1e-6)
+
+
+def _batch(config, seed=0):
+    fam = tasks.family(config.family)
+    b = fam.sample(np.random.default_rng(seed), config.meta_batch, config.support, config.query)
+    return fam, (b.Xs, b.ys, b.Xq, b.yq)
+
+
+@pytest.mark.parametrize("method", ["maml", "fomaml", "metasgd", "imaml"])
+def test_meta_learners_hand_adam_the_library_gradient(method):
+    c = train.Config(**{**SMALL, "method": method})
+    fam, batch = _batch(c)
+    theta = np.random.default_rng(1).standard_normal(fam.d) * 0.3
+    params = {"theta": theta} | ({"rates": np.full(fam.d, 0.2)} if method == "metasgd" else {})
+    loss, grads = train.meta_gradient(c, fam.model, params, batch)
+    if method == "imaml":
+        want = refmaml.imaml_value_and_grad(theta, *batch, lam=c.lam, tol=1e-10)[:2]
+    else:
+        want = refmaml.meta_value_and_grad(theta, *batch, inner_lr=params.get("rates", c.inner_lr),
+                                           inner_steps=c.inner_steps, first_order=method == "fomaml",
+                                           lr_grad=method == "metasgd")
+    assert float(loss) == float(want[0])
+    assert np.array_equal(grads["theta"], want[1])
+    if method == "metasgd":
+        assert np.array_equal(grads["rates"], want[2])
+
+
+def test_reptile_direction_uses_the_whole_task(method="reptile"):
+    """(T8): K steps on support and query together, then theta - theta_K averaged over tasks."""
+    c = train.Config(**{**SMALL, "method": method})
+    fam, (Xs, ys, Xq, yq) = _batch(c)
+    theta = np.zeros(fam.d)
+    _, grads = train.meta_gradient(c, fam.model, {"theta": theta}, (Xs, ys, Xq, yq))
+    X, y = np.concatenate([Xs, Xq], 1), np.concatenate([ys, yq], 1)
+    theta_K = refmaml.adapt(theta, X, y, inner_lr=c.inner_lr, inner_steps=c.inner_steps)
+    np.testing.assert_allclose(grads["theta"], (theta - theta_K).mean(axis=0), rtol=1e-15, atol=1e-17)
+
+
+def test_pretraining_gradient_is_the_pooled_loss_gradient():
+    """(T9) against central differences of the pooled loss (1e-6 relative, the float64 budget of
+    a central difference, derivations/checks.md (D1))."""
+    c = train.Config(**{**SMALL, "method": "pretrain", "l2": 0.1})
+    fam, (Xs, ys, Xq, yq) = _batch(c)
+    theta = np.random.default_rng(2).standard_normal(fam.d) * 0.5
+    loss, grads = train.meta_gradient(c, fam.model, {"theta": theta}, (Xs, ys, Xq, yq))
+    X, y = np.concatenate([Xs, Xq], 1), np.concatenate([ys, yq], 1)
+
+    def pooled(t):
+        return float(np.mean(logistic.loss(t, X, y, l2=0.1)))
+
+    assert float(loss) == pytest.approx(pooled(theta), rel=1e-15)
+    fd = check.central_difference_gradient(pooled, theta)
+    assert check.relative_error(grads["theta"], fd) < 1e-6
+
+
+def test_meta_sgd_learns_where_tasks_differ():
+    """The teaching claim of (T1): Meta-SGD's rates grow on the relevant features (where tasks
+    differ) and shrink elsewhere. After 300 iterations the mean rate on the 2 relevant features
+    is over 10 times the mean absolute rate on the 18 others (measured: about 50 times)."""
+    c = train.Config(**{**SMALL, "method": "metasgd", "iterations": 300, "meta_batch": 16, "support": 10,
+                        "query": 15, "eval_every": 0, "inner_steps": 1})
+    rates = train.train(c).params["rates"]
+    assert rates[:2].mean() > 10 * np.abs(rates[2:]).mean()
+
+
+def test_zero_and_all_methods_run_and_record():
+    for method in train.METHODS:
+        s = train.train(train.Config(**{**SMALL, "method": method, "iterations": 10, "eval_every": 5}))
+        if method == "zero":
+            assert s.iteration == 0 and not np.any(s.params["theta"]) and s.curve == []
+        else:
+            assert s.iteration == 10 and len(s.losses) == 10 and np.all(np.isfinite(s.losses))
+            assert [i for i, _ in s.curve] == [0, 5, 10]
+
+
+def test_training_on_a_stand_in_gpu_device_matches_numpy():
+    """array-api-strict's second device: no hidden host transfer in the loop; the same numbers to
+    rounding (1e-12 relative: the same float64 operations through another library)."""
+    pytest.importorskip("array_api_strict")
+    c = train.Config(**{**SMALL, "method": "metasgd", "iterations": 15})
+    host = train.train(c)
+    dev = train.train(dataclasses.replace(c, backend="array-api-strict:device1"))
+    for k in ("theta", "rates"):
+        got = refmaml._xp.to_numpy(dev.params[k])
+        assert check.relative_error(got, host.params[k]) < 1e-12
+    np.testing.assert_allclose(dev.losses, host.losses, rtol=1e-12)
+
+
+def test_resume_repeats_the_uninterrupted_run_bit_for_bit(tmp_path):
+    c = train.Config(**{**SMALL, "method": "metasgd"})
+    straight = train.train(c)
+    path = tmp_path / "ck.npz"
+    train.train(dataclasses.replace(c, iterations=17), checkpoint_path=path, checkpoint_every=5)
+    resumed = train.train(c, resume=path)
+    for k in straight.params:
+        assert np.array_equal(resumed.params[k], straight.params[k])
+        assert np.array_equal(resumed.optimizer.v[k], straight.optimizer.v[k])
+    assert resumed.losses == straight.losses and resumed.curve == straight.curve
+    assert resumed.rng.bit_generator.state == straight.rng.bit_generator.state
+
+
+def test_checkpoints_are_written_at_intervals_and_at_the_end(tmp_path):
+    path = tmp_path / "ck.npz"
+    seen = []
+    real = train.save
+
+    def spy(p, state):
+        seen.append(state.iteration)
+        real(p, state)
+
+    train.save = spy
+    try:
+        train.train(train.Config(**{**SMALL, "iterations": 23}), checkpoint_path=path, checkpoint_every=10)
+    finally:
+        train.save = real
+    assert seen == [10, 20, 23]
+    assert train.load(path).iteration == 23
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary file left behind
+
+
+def _saved(tmp_path, **changes):
+    path = tmp_path / "ck.npz"
+    state = train.train(train.Config(**{**SMALL, "iterations": 5, **changes}))
+    train.save(path, state)
+    return path, dict(np.load(path, allow_pickle=False))
+
+
+def _rewrite(path, fields):
+    with open(path, "wb") as f:
+        np.savez(f, **fields)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: f.pop("adam_v_theta"), "missing: adam_v_theta"),
+    (lambda f: f.update(extra=np.zeros(2)), "unexpected: extra.npy"),
+    (lambda f: f.update(param_theta=np.zeros(3)), "param_theta"),
+    (lambda f: f.update(param_theta=np.full(20, np.nan)), "finite"),
+    (lambda f: f.update(adam_v_theta=-np.ones(20)), "negative"),
+    (lambda f: f.update(version=np.array(7)), "version 7"),
+    (lambda f: f.update(format=np.array("something else")), "not a refmaml checkpoint"),
+    (lambda f: f.update(config=np.array("{not json")), "invalid configuration"),
+    (lambda f: f.update(config=np.array('{"family": "synthetic-binary"}')), "missing"),
+    (lambda f: f.update(rng=np.array('{"bit_generator": "MT19937"}')), "PCG64"),
+    (lambda f: f.update(iteration=np.array(-1)), "iteration"),
+    (lambda f: f.update(losses=np.zeros(2)), "losses"),
+    (lambda f: f.update(iteration=np.array([1, 2])), "single integer"),
+])
+def test_damaged_checkpoints_are_refused_with_a_reason(tmp_path, damage, message):
+    path, fields = _saved(tmp_path)
+    damage(fields)
+    _rewrite(path, fields)
+    with pytest.raises(checkpoint.InvalidCheckpoint, match=message):
+        train.load(path)
+
+
+def test_truncated_and_foreign_files_are_refused(tmp_path):
+    path, _ = _saved(tmp_path)
+    data = path.read_bytes()
+    for cut in (10, len(data) // 2, len(data) - 30):
+        bad = tmp_path / f"cut{cut}.npz"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(checkpoint.InvalidCheckpoint):
+            train.load(bad)
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    with pytest.raises(checkpoint.InvalidCheckpoint, match="not a readable"):
+        train.load(text)
+    with pytest.raises(checkpoint.InvalidCheckpoint, match="does not exist"):
+        train.load(tmp_path / "missing.npz")
+
+
+def test_a_pickle_bearing_checkpoint_is_refused_without_unpickling(tmp_path):
+    path, fields = _saved(tmp_path)
+    fields["config"] = np.array([{"boom": 1}], dtype=object)
+    with open(path, "wb") as f:
+        np.savez(f, **fields)  # np.savez pickles object arrays
+    with pytest.raises(checkpoint.InvalidCheckpoint, match="no pickled objects"):
+        train.load(path)
+
+
+def test_a_forged_header_cannot_ask_for_more_than_the_file_holds(tmp_path):
+    path, fields = _saved(tmp_path)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(buffer, "w") as out:
+        for info in z.infolist():
+            data = z.read(info)
+            if info.filename == "losses.npy":
+                data = data.replace(b"(5,)", b"(99999999999,)".ljust(4))
+            out.writestr(info.filename, data)
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(checkpoint.InvalidCheckpoint, match="declares shape"):
+        train.load(path)
+
+
+def test_resuming_with_another_configuration_names_the_fields(tmp_path):
+    path, _ = _saved(tmp_path)
+    other = train.Config(**{**SMALL, "iterations": 50, "inner_lr": 0.7, "seed": 9})
+    with pytest.raises(checkpoint.InvalidCheckpoint, match="inner_lr = 0.3 there, 0.7 here; seed = 3 there, 9 here"):
+        train.load(path, other)
+    # iterations alone may differ: a run can be continued further.
+    assert train.load(path, train.Config(**{**SMALL, "iterations": 50})).config.iterations == 50
+
+
+@pytest.mark.parametrize("changes, exc, name", [
+    (dict(method="sgd"), ValueError, "method"),
+    (dict(family=3), TypeError, "family"),
+    (dict(inner_steps=-1), ValueError, "inner_steps"),
+    (dict(meta_batch=2.0), TypeError, "meta_batch"),
+    (dict(outer_lr=0.0), ValueError, "outer_lr"),
+    (dict(inner_lr=float("inf")), ValueError, "inner_lr"),
+    (dict(l2=-1.0), ValueError, "l2"),
+    (dict(lam=True), TypeError, "lam"),
+    (dict(backend="tpu"), ValueError, "backend"),
+    (dict(curve_tasks=1), ValueError, "curve_tasks"),
+])
+def test_bad_configurations_are_named(changes, exc, name):
+    with pytest.raises(exc, match=name):
+        train.Config(**{**SMALL, **changes}).validated()
+
+
+def test_a_training_process_killed_mid_way_leaves_a_checkpoint_that_resumes_exactly(tmp_path):
+    """A real `refmaml train` subprocess, SIGKILLed once its checkpoint shows progress: the file
+    left behind loads, and resuming it gives the uninterrupted run's parameters bit for bit."""
+    path = tmp_path / "run.npz"
+    args = ["--family", "synthetic-binary", "--method", "maml", "--inner-lr", "0.3", "--inner-steps", "3",
+            "--meta-batch", "8", "--iterations", "1000000", "--outer-lr", "0.01", "--support", "6",
+            "--query", "5", "--l2", "0", "--lam", "1", "--seed", "11", "--backend", "numpy",
+            "--eval-every", "25", "--checkpoint", str(path), "--checkpoint-every", "7", "--quiet",
+            "--out", str(tmp_path / "out")]
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "refmaml", "train", *args],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if path.exists() and train.load(path).iteration >= 60:
+                break
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.02)
+        else:
+            pytest.fail("the training process made no progress in 120 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed = train.load(path)
+    assert 60 <= killed.iteration < 1000000
+    target = dataclasses.replace(killed.config, iterations=killed.iteration + 20)
+    resumed = train.train(target, resume=path)
+    straight = train.train(target)
+    assert np.array_equal(resumed.params["theta"], straight.params["theta"])
+    assert resumed.losses == straight.losses and resumed.curve == straight.curve
+    leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+    assert len(leftovers) <= 1  # at most the one write the kill interrupted
