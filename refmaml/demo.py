@@ -4,9 +4,11 @@ evaluated on the same held-out tasks (``derivations/training.md``, "The demo").
 For each method: meta-train (:mod:`refmaml.train`), then on ``eval_tasks`` held-out
 tasks record the query accuracy and loss after ``0..inner_steps`` plain gradient
 steps from the learned initialisation, with the learned rates where the method has
-them (Meta-SGD), else its training rate ``inner_lr``. The two baselines fine-tune
-with the rate, from :data:`RATE_GRID`, that gives the lowest mean query loss after
-``inner_steps`` steps on training tasks (never on held-out tasks). iMAML is also
+them (Meta-SGD), else the shared rate ``inner_lr``: the two baselines fine-tune with
+it too, so that only the initialisation differs. Each baseline is also scored with
+its own rate, from :data:`RATE_GRID`, the one that gives the lowest mean query loss
+after ``inner_steps`` steps on training tasks (never on held-out tasks). The paired
+comparisons are against the best of these four baseline rows. iMAML is also
 scored at its own proximal solution; synthetic families also report the accuracy
 of each task's true parameters, the ceiling no method can pass on average.
 """
@@ -23,7 +25,10 @@ from .evaluate import adaptation_curve, proximal_metrics, query_metrics, summari
 
 METHODS = ("zero", "pretrain", "maml", "fomaml", "reptile", "imaml", "metasgd")
 BASELINES = ("zero", "pretrain")
+TUNED = "-tuned"
 LABELS = {"zero": "zero init + fine-tune", "pretrain": "multi-task pre-training + fine-tune",
+          "zero-tuned": "zero init + fine-tune, tuned rate",
+          "pretrain-tuned": "pre-training + fine-tune, tuned rate",
           "maml": "MAML (exact)", "fomaml": "first-order MAML", "reptile": "Reptile",
           "imaml": "iMAML", "metasgd": "Meta-SGD", "imaml-proximal": "iMAML, proximal solve",
           "truth": "true task parameters (ceiling)"}
@@ -36,9 +41,9 @@ PRESETS = {
                              support=10, query=15, lam=1.0),
     "synthetic-nway": dict(inner_lr=0.5, inner_steps=5, iterations=2000, meta_batch=32, outer_lr=0.01,
                            support=15, query=15, lam=1.0),
-    "digits-binary": dict(inner_lr=1.0, inner_steps=5, iterations=1000, meta_batch=32, outer_lr=0.01,
+    "digits-binary": dict(inner_lr=0.3, inner_steps=5, iterations=1000, meta_batch=32, outer_lr=0.01,
                           support=10, query=20, lam=1.0),
-    "digits-nway": dict(inner_lr=1.0, inner_steps=5, iterations=1000, meta_batch=32, outer_lr=0.01,
+    "digits-nway": dict(inner_lr=0.3, inner_steps=5, iterations=1000, meta_batch=32, outer_lr=0.01,
                         support=15, query=30, lam=1.0),
 }
 
@@ -118,18 +123,21 @@ def report(runs, *, eval_tasks=500):
     results, per_task = {}, {}
     for name, state in states.items():
         c = state.config
-        rate = tune_rate(state, put) if name in BASELINES else train.inner_rate(state)
-        accuracy, loss = adaptation_curve(fam.model, state.params["theta"], *data, inner_lr=rate,
-                                          steps=first.inner_steps, l2=c.l2)
-        per_task[name] = (accuracy[-1], loss[-1])
-        results[name] = {
-            "label": LABELS[name], "config": c.as_dict(), "train_seconds": runs[name][1],
-            "rate": _xp.to_numpy(rate).tolist() if name in train.LEARNS_RATES else rate,
-            "rate_chosen_on_training_tasks": name in BASELINES,
-            **_row(accuracy, loss),
-            "curve": [list(p) for p in state.curve],
-            "train_objective": state.losses,
-        }
+        entries = [(name, train.inner_rate(state))]
+        if name in BASELINES:
+            entries.append((name + TUNED, tune_rate(state, put)))
+        for key, rate in entries:
+            accuracy, loss = adaptation_curve(fam.model, state.params["theta"], *data, inner_lr=rate,
+                                              steps=first.inner_steps, l2=c.l2)
+            per_task[key] = (accuracy[-1], loss[-1])
+            results[key] = {
+                "label": LABELS[key], "config": c.as_dict(), "train_seconds": runs[name][1],
+                "rate": _xp.to_numpy(rate).tolist() if name in train.LEARNS_RATES else rate,
+                "rate_chosen_on_training_tasks": key.endswith(TUNED),
+                **_row(accuracy, loss),
+                "curve": [list(p) for p in state.curve],
+                "train_objective": state.losses,
+            }
         if name == "imaml":
             a, q = proximal_metrics(fam.model, state.params["theta"], *data, lam=c.lam, l2=c.l2)
             results["imaml-proximal"] = {"label": LABELS["imaml-proximal"],
@@ -138,14 +146,14 @@ def report(runs, *, eval_tasks=500):
         a, q = query_metrics(fam.model, put(held.truth), data[2], data[3])
         results["truth"] = {"label": LABELS["truth"], "accuracy": summarize(_xp.to_numpy(a)).as_dict(),
                             "loss": summarize(_xp.to_numpy(q)).as_dict()}
-    baselines = [b for b in BASELINES if b in per_task]
+    baselines = [b for b in per_task if b.removesuffix(TUNED) in BASELINES]
     best = max(baselines, key=lambda b: per_task[b][0].mean()) if baselines else None
     paired = {}
     if best is not None:
         paired = {m: {"against": best,
                       "accuracy_difference": _paired(per_task[m][0], per_task[best][0]),
                       "loss_difference": _paired(per_task[m][1], per_task[best][1])}
-                  for m in per_task if m not in BASELINES}
+                  for m in per_task if m not in baselines}
     return {
         "refmaml": __version__, "python": platform.python_version(), "numpy": np.__version__,
         "platform": platform.platform(), "backend": first.backend, "family": fam.describe(),
@@ -206,11 +214,12 @@ def plot(report, path):
     for name, r in report["methods"].items():
         if name in ("imaml-proximal", "truth"):
             continue
-        color = f"C{METHODS.index(name)}"
+        color = f"C{METHODS.index(name.removesuffix(TUNED))}"
         mean = np.array([a["mean"] for a in r["accuracy"]])
         half = np.array([a["half_width"] for a in r["accuracy"]])
-        left.errorbar(steps, mean, yerr=half, marker="o", capsize=3, label=r["label"], color=color)
-        if r["curve"]:
+        left.errorbar(steps, mean, yerr=half, marker="o", capsize=3, label=r["label"], color=color,
+                      ls="--" if name.endswith(TUNED) else "-")
+        if r["curve"] and not name.endswith(TUNED):
             it, acc = np.array(r["curve"]).T
             right.plot(it, acc, marker=".", label=r["label"], color=color)
     if "truth" in report["methods"]:

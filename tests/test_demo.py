@@ -42,7 +42,8 @@ def test_accuracy_counts_ties_as_a_random_tie_break():
 
 
 def test_the_report_holds_every_method_on_the_same_tasks(report):
-    assert set(report["methods"]) == set(demo.METHODS) | {"imaml-proximal", "truth"}
+    tuned = {b + demo.TUNED for b in demo.BASELINES}
+    assert set(report["methods"]) == set(demo.METHODS) | {"imaml-proximal", "truth"} | tuned
     K = report["steps"]
     for name in demo.METHODS:
         r = report["methods"][name]
@@ -51,9 +52,10 @@ def test_the_report_holds_every_method_on_the_same_tasks(report):
             lo, hi = s["ci95"]
             assert lo <= s["mean"] <= hi and s["tasks"] == 40
     assert report["methods"]["zero"]["accuracy"][0]["mean"] == 0.5  # theta = 0: every example a tie
-    assert report["methods"]["pretrain"]["rate"] in demo.RATE_GRID
+    assert report["methods"]["pretrain-tuned"]["rate"] in demo.RATE_GRID
+    assert report["methods"]["pretrain"]["rate"] == report["methods"]["maml"]["rate"]  # shared rate
     assert len(report["methods"]["metasgd"]["rate"]) == tasks.family("synthetic-binary").d
-    assert report["better_baseline"] in demo.BASELINES
+    assert report["better_baseline"] in set(demo.BASELINES) | tuned
     assert set(report["paired"]) == set(demo.METHODS) - set(demo.BASELINES)
 
 
@@ -65,7 +67,7 @@ def test_paired_differences_are_computed_on_the_same_tasks(report):
     for name in ("metasgd", report["better_baseline"]):
         r = report["methods"][name]
         rate = np.array(r["rate"]) if name == "metasgd" else r["rate"]
-        theta = _theta_of(name)
+        theta = _theta_of(name.removesuffix(demo.TUNED))
         acc, _ = evaluate.adaptation_curve("logistic", theta, held.Xs, held.ys, held.Xq, held.yq,
                                            inner_lr=rate, steps=report["steps"])
         per[name] = acc[-1]
@@ -102,8 +104,8 @@ def test_demo_command_meets_its_claims(tmp_path, capsys):
     assert "results: " in out and "figure: " in out
     r = json.loads((tmp_path / "results.json").read_text())
     assert r["eval_tasks"] == 500
-    last = {name: r["methods"][name]["accuracy"][-1] for name in demo.METHODS}
-    for baseline in demo.BASELINES:
+    last = {name: m["accuracy"][-1] for name, m in r["methods"].items() if isinstance(m["accuracy"], list)}
+    for baseline in ("zero", "pretrain", "zero-tuned", "pretrain-tuned"):
         assert last["metasgd"]["ci95"][0] > last[baseline]["ci95"][1]
     assert r["paired"]["maml"]["accuracy_difference"]["ci95"][1] >= 0
 

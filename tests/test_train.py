@@ -14,6 +14,8 @@ import pytest
 
 import refmaml
 from refmaml import adam, checkpoint, check, tasks, train
+
+from .conftest import _gpu_available
 from refmaml.models import logistic
 
 SMALL = dict(family="synthetic-binary", iterations=40, meta_batch=4, support=6, query=5, inner_steps=2,
@@ -121,17 +123,22 @@ def test_zero_and_all_methods_run_and_record():
             assert [i for i, _ in s.curve] == [0, 5, 10]
 
 
-def test_training_on_a_stand_in_gpu_device_matches_numpy():
-    """array-api-strict's second device: no hidden host transfer in the loop; the same numbers to
-    rounding (1e-12 relative: the same float64 operations through another library)."""
+@pytest.mark.parametrize("name", ["array-api-strict:device1", "cupy"])
+def test_training_on_another_device_matches_numpy(name):
+    """CuPy, and array-api-strict's second device (which stands in for a GPU: a hidden host
+    transfer in the loop fails there): the same numbers to rounding, 1e-12 relative (the same
+    float64 operations through another library's kernels, 15 Adam steps of them)."""
+    if name == "cupy" and not _gpu_available():
+        pytest.skip("CuPy tests need CuPy and an NVIDIA GPU")
     pytest.importorskip("array_api_strict")
     c = train.Config(**{**SMALL, "method": "metasgd", "iterations": 15})
     host = train.train(c)
-    dev = train.train(dataclasses.replace(c, backend="array-api-strict:device1"))
+    dev = train.train(dataclasses.replace(c, backend=name))
     for k in ("theta", "rates"):
         got = refmaml._xp.to_numpy(dev.params[k])
         assert check.relative_error(got, host.params[k]) < 1e-12
     np.testing.assert_allclose(dev.losses, host.losses, rtol=1e-12)
+    np.testing.assert_allclose([a for _, a in dev.curve], [a for _, a in host.curve], rtol=0, atol=1e-12)
 
 
 def test_resume_repeats_the_uninterrupted_run_bit_for_bit(tmp_path):
@@ -243,7 +250,8 @@ def test_a_forged_header_cannot_ask_for_more_than_the_file_holds(tmp_path):
 def test_resuming_with_another_configuration_names_the_fields(tmp_path):
     path, _ = _saved(tmp_path)
     other = train.Config(**{**SMALL, "iterations": 50, "inner_lr": 0.7, "seed": 9})
-    with pytest.raises(checkpoint.InvalidCheckpoint, match="inner_lr = 0.3 there, 0.7 here; seed = 3 there, 9 here"):
+    with pytest.raises(checkpoint.InvalidCheckpoint,
+                       match="inner_lr = 0.3 there, 0.7 here; seed = 3 there, 9 here"):
         train.load(path, other)
     # iterations alone may differ: a run can be continued further.
     assert train.load(path, train.Config(**{**SMALL, "iterations": 50})).config.iterations == 50
