@@ -95,17 +95,23 @@ def positive(value, name):
     return value
 
 
-def steps(value, name="inner_steps"):
-    """A non-negative integer (booleans and floats are refused)."""
+def integer(value, name, minimum=0):
+    """An integer >= ``minimum`` (booleans and floats are refused)."""
+    what = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a non-negative integer; got a boolean")
+        raise TypeError(f"{name} must be {what}; got a boolean")
     try:
         k = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be a non-negative integer; got {value!r}") from None
-    if k < 0:
-        raise ValueError(f"{name} must be a non-negative integer; got {k}")
+        raise TypeError(f"{name} must be {what}; got {value!r}") from None
+    if k < minimum:
+        raise ValueError(f"{name} must be {what}; got {k}")
     return k
+
+
+def steps(value, name="inner_steps"):
+    """A non-negative integer (booleans and floats are refused)."""
+    return integer(value, name)
 
 
 def _scalar(xp, device, value, name):

@@ -22,10 +22,10 @@ Families:
 """
 
 import dataclasses
-import math
-import operator
 
 import numpy as np
+
+from . import _validate
 
 SPLITS = {"train": 0, "test": 1}
 INDEX_LIMIT = 2**62  # training task indices are drawn from [0, INDEX_LIMIT)
@@ -46,23 +46,13 @@ class Batch:
 
 
 def _count(value, name, minimum=1):
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer; got a boolean")
-    try:
-        k = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer; got {value!r}") from None
-    if k < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {k}")
-    return k
+    return _validate.integer(value, name, minimum)
 
 
 def _positive_real(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+    value = _validate.real_number(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0; got {value}")
     return value
 
 

@@ -25,7 +25,7 @@ import json
 
 import numpy as np
 
-from . import _xp, adam, checkpoint, tasks
+from . import _validate, _xp, adam, checkpoint, tasks
 from .evaluate import adaptation_curve
 from .maml import meta_value_and_grad
 from .models import logistic, softmax
@@ -35,7 +35,6 @@ METHODS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "pretrain", "zero")
 LEARNS_RATES = ("metasgd",)
 FORMAT, VERSION = "refmaml-checkpoint", 1
 Invalid = checkpoint.InvalidCheckpoint
-REAL = (int, float, np.integer, np.floating)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,20 +70,11 @@ class Config:
             raise ValueError(f"backend must be one of {', '.join(_xp.BACKENDS)}; got {self.backend!r}")
         for name, minimum in (("inner_steps", 0), ("meta_batch", 1), ("iterations", 0), ("support", 1),
                               ("query", 1), ("seed", 0), ("eval_every", 0), ("curve_tasks", 2)):
-            value = getattr(self, name)
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"{name} must be an integer; got {value!r}")
-            if value < minimum:
-                raise ValueError(f"{name} must be >= {minimum}; got {value}")
-        for name, minimum, strict in (("inner_lr", None, False), ("outer_lr", 0.0, True),
-                                      ("l2", 0.0, False), ("lam", 0.0, True)):
-            value = getattr(self, name)
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, REAL):
-                raise TypeError(f"{name} must be a real number; got {value!r}")
-            if not np.isfinite(value):
-                raise ValueError(f"{name} must be finite; got {value}")
-            if minimum is not None and (value <= minimum if strict else value < minimum):
-                raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}; got {value}")
+            _validate.integer(getattr(self, name), name, minimum)
+        _validate.real_number(self.inner_lr, "inner_lr")
+        _validate.l2(self.l2)
+        _validate.positive(self.outer_lr, "outer_lr")
+        _validate.positive(self.lam, "lam")
         return self
 
     def as_dict(self):
@@ -202,7 +192,7 @@ def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
     if held is not None and state.iteration == 0:
         state.curve.append((0, held_out_accuracy(state, held)))
     bar = None
-    if progress:
+    if progress and state.iteration < todo:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=todo, initial=min(state.iteration, todo), desc=c.method, leave=False,
