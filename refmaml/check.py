@@ -19,20 +19,56 @@ Two references are provided (``derivations/checks.md`` (D1)-(D3)):
 
 ``relative_error(a, b) = ||a - b|| / max(||b||, tiny)`` (D4) is the error
 measure everywhere; ``b`` is the reference.
+
+Inputs are checked like every other public function's: points and directions
+must be finite real (or, for ``a`` and ``b``, complex) arrays of matching
+shapes, functions must be callable, steps finite and positive, and a function
+that returns anything but one finite number (or an array of the point's shape,
+for gradients and Hessian-vector products) is an error that says which.
 """
 
 from array_api_compat import device
 
-from . import _xp
-from ._xp import array_namespace
+from . import _validate, _xp
 
 COMPLEX_STEP = 1e-20
+METHODS = ("complex", "central")
+
+
+def _point(x, name="x", **others):
+    """``x`` (and the same-shaped ``others``, such as ``v``) as finite real arrays of one namespace."""
+    xp, dev = _xp.namespace(**{name: x}, **others)
+    x = _validate.floating(xp, dev, x, name)
+    out = [x]
+    for other, value in others.items():
+        value = _validate.floating(xp, dev, value, other)
+        if tuple(value.shape) != tuple(x.shape):
+            raise ValueError(f"{other} has shape {tuple(value.shape)} but {name} has shape "
+                             f"{tuple(x.shape)}; they must match")
+        out.append(value)
+    dtype = _validate.compute_dtype(xp, *out)
+    return xp, [_validate.cast(xp, a, dtype) for a in out]
+
+
+def _function(f, name):
+    if not callable(f):
+        raise TypeError(f"{name} must be callable; got {type(f).__name__}")
+    return f
+
+
+def _step(step, default):
+    return default if step is None else _validate.positive(step, "step")
+
+
+def _method(method):
+    return _validate.choice(method, "method", METHODS)
 
 
 def relative_error(a, b):
     """``||a - b|| / max(||b||, tiny)`` over the whole arrays, as a float: ``derivations/checks.md`` (D4)."""
-    xp, _ = _xp.namespace(a=a, b=b)
-    a, b = xp.asarray(a), xp.asarray(b)
+    xp, dev = _xp.namespace(a=a, b=b)
+    a = _validate.floating(xp, dev, a, "a", allow_complex=True)
+    b = _validate.floating(xp, dev, b, "b", allow_complex=True)
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"a has shape {tuple(a.shape)} but b has shape {tuple(b.shape)}; they must match")
     dtype = xp.result_type(a.dtype, b.dtype, xp.float32)
@@ -57,8 +93,29 @@ def _basis(xp, x):
     return flat, xp.eye(flat.shape[0], dtype=x.dtype, device=device(x))
 
 
-def _scalar(xp, value, dev):
-    return xp.reshape(xp.asarray(value, device=dev), ())
+def _scalar(xp, value, dev, name="f"):
+    """The value of a scalar function: one finite number, as a 0-d array."""
+    try:
+        value = xp.asarray(value, device=dev)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must return a number; got {type(value).__name__} ({exc})") from None
+    if value.ndim != 0 and value.shape != (1,) * value.ndim:
+        raise ValueError(f"{name} must return one number; got an array of shape {tuple(value.shape)}")
+    value = xp.reshape(value, ())
+    if not (_xp.isdtype(xp, value.dtype, "numeric") and not _xp.isdtype(xp, value.dtype, "bool")):
+        raise TypeError(f"{name} must return a number; got dtype {value.dtype}")
+    if not bool(xp.isfinite(value)):
+        raise ValueError(f"{name} returned {value!r}, not a finite number")
+    return value
+
+
+def _array_result(xp, value, x, name):
+    """An array-valued function's result: ``x``'s shape, finite."""
+    value = _validate.floating(xp, device(x), value, f"the result of {name}", allow_complex=True)
+    if tuple(value.shape) != tuple(x.shape):
+        raise ValueError(f"{name} returned shape {tuple(value.shape)}; expected {tuple(x.shape)}, "
+                         f"the shape of x")
+    return value
 
 
 def _central_step(xp, x, step):
@@ -73,7 +130,9 @@ def central_difference_gradient(f, x, *, step=None):
     Coordinate ``j`` uses ``h_j = step * max(1, |x_j|)``; ``step`` defaults to
     ``eps^(1/3)`` of ``x``'s dtype.  Costs ``2 x.size`` calls of ``f``.
     """
-    xp = array_namespace(x)
+    f = _function(f, "f")
+    xp, (x,) = _point(x)
+    step = _step(step, None)
     flat, eye = _basis(xp, x)
     h = _central_step(xp, flat, step)
     parts = []
@@ -92,7 +151,9 @@ def complex_step_gradient(f, x, *, step=COMPLEX_STEP):
     ``grad_j = Im f(x + i h e_j) / h``; ``f`` must accept complex input.
     Costs ``x.size`` calls of ``f``.
     """
-    xp = array_namespace(x)
+    f = _function(f, "f")
+    xp, (x,) = _point(x)
+    step = _step(step, COMPLEX_STEP)
     flat, eye = _basis(xp, x)
     flat = xp.astype(flat, _xp.complex_dtype_of(xp, x.dtype))
     parts = []
@@ -108,7 +169,9 @@ def directional_derivative(f, x, v, *, method="complex", step=None):
     ``method`` is ``"complex"`` (default step 1e-20) or ``"central"`` (default
     step ``eps^(1/3) max(1, ||x||) / ||v||``).  Returns a 0-d array.
     """
-    xp = array_namespace(x, v)
+    f = _function(f, "f")
+    xp, (x, v) = _point(x, v=v)
+    method, step = _method(method), _step(step, None)
     return _along(xp, lambda z: _scalar(xp, f(z), device(x)), x, v, method, step)
 
 
@@ -125,36 +188,40 @@ def _along(xp, F, x, v, method, step):
                 raise ValueError("v must be non-zero")
             step = _xp.eps(xp, x.dtype) ** (1 / 3) * max(1.0, float(_norm(xp, x))) / vnorm
         return (F(x + step * v) - F(x - step * v)) / (2 * step)
-    raise ValueError(f"method must be 'complex' or 'central'; got {method!r}")
 
 
 def gradient_error(f, grad_f, x, *, method="complex", step=None):
     """Relative error (D4) of ``grad_f(x)`` against the gradient of ``f`` by ``method``."""
-    if method == "complex":
+    grad_f = _function(grad_f, "grad_f")
+    if _method(method) == "complex":
         ref = complex_step_gradient(f, x, step=COMPLEX_STEP if step is None else step)
-    elif method == "central":
-        ref = central_difference_gradient(f, x, step=step)
     else:
-        raise ValueError(f"method must be 'complex' or 'central'; got {method!r}")
-    return relative_error(grad_f(x), ref)
+        ref = central_difference_gradient(f, x, step=step)
+    return relative_error(_array_result(_xp.namespace(x=ref)[0], grad_f(x), ref, "grad_f"), ref)
 
 
 def directional_error(f, grad_f, x, v, *, method="complex", step=None):
     """Relative error (D4) of ``<grad_f(x), v>`` against the directional derivative of ``f``."""
-    xp = array_namespace(x, v)
+    grad_f = _function(grad_f, "grad_f")
     ref = directional_derivative(f, x, v, method=method, step=step)
-    return relative_error(xp.sum(grad_f(x) * v), ref)
+    xp, (x, v) = _point(x, v=v)
+    return relative_error(xp.sum(_array_result(xp, grad_f(x), x, "grad_f") * v), ref)
 
 
 def hvp_reference(grad_f, x, v, *, method="complex", step=None):
     """``H(x) v`` as the derivative of ``grad_f`` along ``v`` (D3), by ``method``."""
-    xp = array_namespace(x, v)
-    return _along(xp, grad_f, x, v, method, step)
+    grad_f = _function(grad_f, "grad_f")
+    xp, (x, v) = _point(x, v=v)
+    method, step = _method(method), _step(step, None)
+    return _along(xp, lambda z: _array_result(xp, grad_f(z), z, "grad_f"), x, v, method, step)
 
 
 def hvp_error(grad_f, hvp_f, x, v, *, method="complex", step=None):
     """Relative error (D4) of ``hvp_f(x, v)`` against differences of ``grad_f`` along ``v`` (D3)."""
-    return relative_error(hvp_f(x, v), hvp_reference(grad_f, x, v, method=method, step=step))
+    hvp_f = _function(hvp_f, "hvp_f")
+    ref = hvp_reference(grad_f, x, v, method=method, step=step)
+    xp, (x, v) = _point(x, v=v)
+    return relative_error(_array_result(xp, hvp_f(x, v), x, "hvp_f"), ref)
 
 
 def hvp_symmetry_error(hvp_f, x, u, v):
@@ -163,8 +230,9 @@ def hvp_symmetry_error(hvp_f, x, u, v):
     The denominator is the Cauchy-Schwarz bound of both inner products, so the
     measure does not blow up when ``<u, H v>`` is small by cancellation.
     """
-    xp = array_namespace(x, u, v)
-    Hu, Hv = hvp_f(x, u), hvp_f(x, v)
+    hvp_f = _function(hvp_f, "hvp_f")
+    xp, (x, u, v) = _point(x, u=u, v=v)
+    Hu, Hv = (_array_result(xp, hvp_f(x, w), x, "hvp_f") for w in (u, v))
     gap = abs(float(xp.sum(u * Hv) - xp.sum(Hu * v)))
     scale = max(float(_norm(xp, u)) * float(_norm(xp, Hv)),
                 float(_norm(xp, Hu)) * float(_norm(xp, v)),

@@ -11,6 +11,7 @@ rounding.  Derivations: ``derivations/logistic.md`` (L5)-(L7) and
 
 from array_api_compat import device
 
+from . import _validate, _xp
 from ._xp import array_namespace, real_part
 
 
@@ -23,13 +24,8 @@ def _folded(xp, z):
     return nonneg, xp.exp(xp.where(nonneg, -z, z))
 
 
-def sigmoid(z):
-    """Logistic function ``1 / (1 + exp(-z))``, elementwise.
-
-    ``derivations/logistic.md`` (L5): for Re z >= 0 it is computed as
-    ``1 / (1 + e)`` with ``e = exp(-z)``, otherwise as ``e / (1 + e)`` with
-    ``e = exp(z)``; both forms equal sigma(z) and neither overflows.
-    """
+def _sigmoid(z):
+    """Unchecked sigmoid: (L5); validated by the public :func:`sigmoid`."""
     xp = array_namespace(z)
     nonneg, e = _folded(xp, z)
     return xp.where(nonneg, 1 / (1 + e), e / (1 + e))
@@ -49,21 +45,16 @@ def _sigmoid_pair(z):
     return xp.where(nonneg, q, eq), xp.where(nonneg, eq, q)
 
 
-def softplus(z):
-    """``log(1 + exp(z))``, elementwise.
-
-    ``derivations/logistic.md`` (L6): ``softplus(z) = max(z, 0) + log1p(exp(-|z|))``,
-    with the max and the absolute value taken branch-wise on the real part
-    (for Re z >= 0: ``z + log1p(exp(-z))``; otherwise ``log1p(exp(z))``).
-    """
+def _softplus(z):
+    """Unchecked softplus: (L6); validated by the public :func:`softplus`."""
     xp = array_namespace(z)
     nonneg, e = _folded(xp, z)
     return xp.where(nonneg, z, xp.zeros_like(z)) + xp.log1p(e)
 
 
-def log_sigmoid(z):
-    """``log(sigmoid(z)) = -softplus(-z)``, elementwise (``derivations/logistic.md`` (L7))."""
-    return -softplus(-z)
+def _log_sigmoid(z):
+    """Unchecked log-sigmoid (L7); validated by the public :func:`log_sigmoid`."""
+    return -_softplus(-z)
 
 
 def _pivoted(z, axis):
@@ -93,34 +84,22 @@ def _pivoted(z, axis):
     return z_a, shifted, r
 
 
-def logsumexp(z, axis=-1):
-    """``log(sum(exp(z), axis))``: ``derivations/softmax.md`` (S5).
-
-    Computed as ``z_a + log1p(sum_{c != a} exp(z_c - z_a))`` with ``a`` the
-    largest entry by real part; the reduced axis is dropped.
-    """
+def _logsumexp(z, axis=-1):
+    """Unchecked logsumexp: (S5); validated by the public :func:`logsumexp`."""
     xp = array_namespace(z)
     z_a, _, r = _pivoted(z, axis)
     return xp.squeeze(z_a + xp.log1p(r), axis=axis)
 
 
-def log_softmax(z, axis=-1):
-    """``z - logsumexp(z)`` along ``axis``: ``derivations/softmax.md`` (S6).
-
-    Computed as ``(z - z_a) - log1p(r)`` (see :func:`logsumexp`), never as a
-    difference of two large numbers: the dominant class of a logit vector
-    ``(1e4, 0)`` gets ``-log1p(e^-1e4)``, not ``1e4 - 1e4``.
-    """
+def _log_softmax(z, axis=-1):
+    """Unchecked log-softmax: (S6); validated by the public :func:`log_softmax`."""
     xp = array_namespace(z)
     _, shifted, r = _pivoted(z, axis)
     return shifted - xp.log1p(r)
 
 
-def softmax(z, axis=-1):
-    """``exp(z) / sum(exp(z), axis)``: ``derivations/softmax.md`` (S6).
-
-    Computed as ``exp(z - z_a) / (1 + r)`` (see :func:`logsumexp`).
-    """
+def _softmax(z, axis=-1):
+    """Unchecked softmax: (S6); validated by the public :func:`softmax`."""
     xp = array_namespace(z)
     _, shifted, r = _pivoted(z, axis)
     return xp.exp(shifted) / (1 + r)
@@ -131,3 +110,63 @@ def _log_softmax_and_softmax(z, axis=-1):
     xp = array_namespace(z)
     _, shifted, r = _pivoted(z, axis)
     return shifted - xp.log1p(r), xp.exp(shifted) / (1 + r)
+
+
+def _argument(z):
+    """Validate ``z`` for the public functions: an array of any supported library (or a Python
+    number or list, converted with NumPy); bool and integer promoted to float64; float32,
+    float64, complex64 and complex128 kept; every entry finite."""
+    xp, dev = _xp.namespace(z=z)
+    return _validate.floating(xp, dev, z, "z", allow_complex=True)
+
+
+def sigmoid(z):
+    """Logistic function ``1 / (1 + exp(-z))``, elementwise: ``derivations/logistic.md`` (L5).
+
+    For Re z >= 0 it is computed as ``1 / (1 + e)`` with ``e = exp(-z)``, otherwise
+    as ``e / (1 + e)`` with ``e = exp(z)``; both forms equal sigma(z) and neither
+    overflows.
+    """
+    return _sigmoid(_argument(z))
+
+
+def softplus(z):
+    """``log(1 + exp(z))``, elementwise: ``derivations/logistic.md`` (L6).
+
+    ``softplus(z) = max(z, 0) + log1p(exp(-|z|))``, with the max and the absolute
+    value taken branch-wise on the real part (for Re z >= 0: ``z + log1p(exp(-z))``;
+    otherwise ``log1p(exp(z))``).
+    """
+    return _softplus(_argument(z))
+
+
+def log_sigmoid(z):
+    """``log(sigmoid(z)) = -softplus(-z)``, elementwise (``derivations/logistic.md`` (L7))."""
+    return _log_sigmoid(_argument(z))
+
+
+def logsumexp(z, axis=-1):
+    """``log(sum(exp(z), axis))``: ``derivations/softmax.md`` (S5).
+
+    Computed as ``z_a + log1p(sum_{c != a} exp(z_c - z_a))`` with ``a`` the
+    largest entry by real part; the reduced axis is dropped.
+    """
+    return _logsumexp(_argument(z), axis)
+
+
+def log_softmax(z, axis=-1):
+    """``z - logsumexp(z)`` along ``axis``: ``derivations/softmax.md`` (S6).
+
+    Computed as ``(z - z_a) - log1p(r)`` (see :func:`logsumexp`), never as a
+    difference of two large numbers: the dominant class of a logit vector
+    ``(1e4, 0)`` gets ``-log1p(e^-1e4)``, not ``1e4 - 1e4``.
+    """
+    return _log_softmax(_argument(z), axis)
+
+
+def softmax(z, axis=-1):
+    """``exp(z) / sum(exp(z), axis)``: ``derivations/softmax.md`` (S6).
+
+    Computed as ``exp(z - z_a) / (1 + r)`` (see :func:`logsumexp`).
+    """
+    return _softmax(_argument(z), axis)

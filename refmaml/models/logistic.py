@@ -18,7 +18,7 @@ from array_api_compat import device
 
 from .. import _validate, _xp
 from .._xp import array_namespace
-from ..special import _sigmoid_pair, sigmoid, softplus
+from ..special import _sigmoid, _sigmoid_pair, _softplus
 from . import _prepare
 
 PARAM_NDIM = 1
@@ -63,7 +63,7 @@ def _value(z, theta, y, l2):
     it stays analytic for complex-step derivatives.
     """
     xp = array_namespace(z)
-    value = xp.mean(softplus((1 - 2 * y) * z), axis=-1)
+    value = xp.mean(_softplus((1 - 2 * y) * z), axis=-1)
     if l2:
         value = value + (l2 / 2) * xp.sum(theta * theta, axis=-1)
     return value
@@ -204,4 +204,4 @@ def predict(theta, X):
     Returns ``(n,)`` for one task, ``(T, n)`` for a stack.
     """
     t, _ = _prepare.task(_MODEL, theta, X, None)
-    return t.unbatch(sigmoid(_logits(t.theta, t.X)))
+    return t.unbatch(_sigmoid(_logits(t.theta, t.X)))

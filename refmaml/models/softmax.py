@@ -20,7 +20,7 @@ from array_api_compat import device
 
 from .. import _validate, _xp
 from .._xp import array_namespace
-from ..special import _log_softmax_and_softmax, log_softmax, softmax
+from ..special import _log_softmax, _log_softmax_and_softmax, _softmax
 from . import _prepare
 
 PARAM_NDIM = 2
@@ -71,7 +71,7 @@ def _logits(theta, X):
 
 def _probabilities(theta, X):
     """``P = softmax(X theta)`` row by row, ``(T, n, C)``: ``derivations/softmax.md`` (S1), (S6)."""
-    return softmax(_logits(theta, X))
+    return _softmax(_logits(theta, X))
 
 
 def _value(logP, theta, Y, l2):
@@ -102,7 +102,7 @@ def _gradient(P, theta, X, Y, l2):
 
 def _loss(theta, X, Y, l2):
     """Loss per task ``(T,)``: ``derivations/softmax.md`` (S2), (S7)."""
-    return _value(log_softmax(_logits(theta, X)), theta, Y, l2)
+    return _value(_log_softmax(_logits(theta, X)), theta, Y, l2)
 
 
 def _grad_state(theta, X, Y, l2):
@@ -139,13 +139,13 @@ def _hvp_state(P, X, V, l2):
 def _logit_state(Z, Y):
     """Per-example ``dl/dz = P - Y`` (S8) and the probabilities ``P`` from the logits ``(T, n, C)``.
     The dual form (``derivations/dual.md`` (G1)) works with these alone."""
-    P = softmax(Z)
+    P = _softmax(Z)
     return _residual(P, Y), P
 
 
 def _logit_value(Z, Y):
     """Mean cross-entropy over examples from the logits, per task ``(T,)``, no ridge term: (S7)."""
-    return _value(log_softmax(Z), None, Y, 0.0)
+    return _value(_log_softmax(Z), None, Y, 0.0)
 
 
 def _logit_curvature(P, U):
