@@ -50,6 +50,12 @@ def _point(x, name="x", **others):
     return xp, [_validate.cast(xp, a, dtype) for a in out]
 
 
+def _finite(xp, result, what):
+    if not bool(xp.all(xp.isfinite(result))):
+        raise ValueError(f"{what} is not finite: the function overflows near x (or x + step v)")
+    return result
+
+
 def _function(f, name):
     if not callable(f):
         raise TypeError(f"{name} must be callable; got {type(f).__name__}")
@@ -135,14 +141,17 @@ def central_difference_gradient(f, x, *, step=None):
     step = _step(step, None)
     flat, eye = _basis(xp, x)
     h = _central_step(xp, flat, step)
+    if flat.shape[0] == 0:
+        return xp.zeros_like(x)  # no coordinates: the empty gradient
     parts = []
-    for j in range(flat.shape[0]):
-        e = eye[j, ...] * h
-        plus, minus = flat + e, flat - e
-        df = _scalar(xp, f(xp.reshape(plus, x.shape)), device(x)) - _scalar(
-            xp, f(xp.reshape(minus, x.shape)), device(x))
-        parts.append(df / (plus[j] - minus[j]))
-    return xp.reshape(xp.stack(parts), x.shape)
+    with _xp.quiet_overflow():
+        for j in range(flat.shape[0]):
+            e = eye[j, ...] * h
+            plus, minus = flat + e, flat - e
+            df = _scalar(xp, f(xp.reshape(plus, x.shape)), device(x)) - _scalar(
+                xp, f(xp.reshape(minus, x.shape)), device(x))
+            parts.append(df / (plus[j] - minus[j]))
+    return _finite(xp, xp.reshape(xp.stack(parts), x.shape), "the central-difference gradient")
 
 
 def complex_step_gradient(f, x, *, step=COMPLEX_STEP):
@@ -156,11 +165,14 @@ def complex_step_gradient(f, x, *, step=COMPLEX_STEP):
     step = _step(step, COMPLEX_STEP)
     flat, eye = _basis(xp, x)
     flat = xp.astype(flat, _xp.complex_dtype_of(xp, x.dtype))
+    if flat.shape[0] == 0:
+        return xp.zeros_like(x)  # no coordinates: the empty gradient
     parts = []
-    for j in range(flat.shape[0]):
-        value = _scalar(xp, f(xp.reshape(flat + (1j * step) * eye[j, ...], x.shape)), device(x))
-        parts.append(xp.imag(value) / step)
-    return xp.reshape(xp.stack(parts), x.shape)
+    with _xp.quiet_overflow():
+        for j in range(flat.shape[0]):
+            value = _scalar(xp, f(xp.reshape(flat + (1j * step) * eye[j, ...], x.shape)), device(x))
+            parts.append(xp.imag(value) / step)
+    return _finite(xp, xp.reshape(xp.stack(parts), x.shape), "the complex-step gradient")
 
 
 def directional_derivative(f, x, v, *, method="complex", step=None):
@@ -177,6 +189,11 @@ def directional_derivative(f, x, v, *, method="complex", step=None):
 
 def _along(xp, F, x, v, method, step):
     """Derivative of the array-valued ``F`` at ``x`` along ``v``."""
+    with _xp.quiet_overflow():
+        return _finite(xp, _along_unchecked(xp, F, x, v, method, step), "the directional derivative")
+
+
+def _along_unchecked(xp, F, x, v, method, step):
     if method == "complex":
         h = COMPLEX_STEP if step is None else step
         z = xp.astype(x, _xp.complex_dtype_of(xp, x.dtype)) + (1j * h) * v

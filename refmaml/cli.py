@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from . import __version__
@@ -10,9 +11,28 @@ from .tasks import FAMILIES
 from .train import METHODS
 
 
+def _fail(command, exc):
+    print(f"refmaml {command}: {exc}", file=sys.stderr)
+    return 2
+
+
+def _writable(directory, what):
+    """Create ``directory`` if needed and check that a file can be written there, before any work."""
+    import tempfile
+
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what} {directory!r} cannot be written ({exc.strerror or exc})") from None
+
+
 def _verify(args):
     from . import verify
 
+    if args.seed < 0:
+        return _fail("verify", f"--seed must be a non-negative integer; got {args.seed}")
     rows = verify.run(seed=args.seed)
     print(verify.format_table(rows))
     failed = sum(not r.passed for r in rows)
@@ -39,7 +59,11 @@ def _audit(args):
 def _vectors(args):
     from .oracle import vectors
 
-    paths = vectors.write(args.out)
+    try:
+        _writable(args.out, "--out")
+        paths = vectors.write(args.out)
+    except (ValueError, OSError) as exc:
+        return _fail("vectors", exc)
     for path in paths:
         print(path)
     return 0
@@ -89,6 +113,12 @@ def _demo(args):
 
     if not _needs_data(args.family):
         return 2
+    if args.eval_tasks < 2:
+        return _fail("demo", f"--eval-tasks must be at least 2; got {args.eval_tasks}")
+    try:
+        _writable(args.out, "--out")
+    except ValueError as exc:
+        return _fail("demo", exc)
     t0 = time.perf_counter()
     print(f"meta-training {len(demo.METHODS)} methods on {args.family} ({args.backend}), "
           f"then evaluating on {args.eval_tasks} held-out tasks ...", file=sys.stderr)
@@ -100,7 +130,7 @@ def _demo(args):
 def _train(args):
     import time
 
-    from . import checkpoint, demo, train
+    from . import demo, train
 
     given = {k: getattr(args, k) for k in (f.name for f in dataclasses.fields(train.Config))
              if getattr(args, k, None) is not None}
@@ -114,16 +144,19 @@ def _train(args):
         config = config.validated()
         if not _needs_data(config.family):
             return 2
+        if args.eval_tasks < 2:
+            raise ValueError(f"--eval-tasks must be at least 2; got {args.eval_tasks}")
+        if args.checkpoint_every < 0:
+            raise ValueError(f"--checkpoint-every must be >= 0; got {args.checkpoint_every}")
+        _writable(args.out, "--out")
+        if args.checkpoint:
+            _writable(os.path.dirname(os.path.abspath(args.checkpoint)), "the folder of --checkpoint")
         t0 = time.perf_counter()
         state = train.train(config, checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every,
                             resume=args.resume, progress=not args.quiet)
         seconds = time.perf_counter() - t0
-    except checkpoint.InvalidCheckpoint as exc:
-        print(f"refmaml train: {exc}", file=sys.stderr)
-        return 2
-    except (TypeError, ValueError) as exc:
-        print(f"refmaml train: {exc}", file=sys.stderr)
-        return 2
+    except (TypeError, ValueError, OSError) as exc:  # InvalidCheckpoint is a ValueError
+        return _fail("train", exc)
     report = demo.report({config.method: (state, seconds)}, eval_tasks=args.eval_tasks)
     return _finish(report, args.out, seconds)
 

@@ -204,12 +204,10 @@ def format_table(report):
 
 def plot(report, path):
     """Write the figure: accuracy against adaptation steps (95% intervals) and the training curves."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global figure registry, no backend switch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig = Figure(figsize=(12, 4.8))
+    left, right = fig.subplots(1, 2)
     steps = np.arange(report["steps"] + 1)
     for name, r in report["methods"].items():
         if name in ("imaml-proximal", "truth"):
@@ -230,11 +228,11 @@ def plot(report, path):
     right.set(xlabel="meta-training iteration",
               ylabel=f"query accuracy after {report['steps']} steps",
               title="meta-training (held-out tasks)")
-    left.legend(fontsize=8)
-    right.legend(fontsize=8)
+    for ax in (left, right):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write(report, out):

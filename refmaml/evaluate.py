@@ -40,12 +40,25 @@ class Summary:
 
 def summarize(values):
     """Mean of per-task ``values (T,)`` and its 95% interval ``mean +- z sqrt(s^2 / T)`` (T12),
-    ``s^2`` the sample variance; ``T >= 2``."""
-    values = np.asarray(values, dtype=np.float64)
+    ``s^2`` the sample variance; ``T >= 2`` finite real numbers (a list, or any array on the host)."""
+    if hasattr(values, "__array_namespace__") and not isinstance(values, np.ndarray):
+        values = _xp.to_numpy(values)
+    values = np.asarray(values)
+    if values.dtype.kind not in "iuf" or values.dtype == np.float16:
+        raise TypeError(f"values has dtype {values.dtype}; expected integers, float32 or float64")
     if values.ndim != 1 or values.shape[0] < 2:
         raise ValueError(f"values must be 1-D with at least 2 tasks; got shape {values.shape}")
+    values = values.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values contains NaN or infinity; every entry must be finite")
     T = values.shape[0]
-    return Summary(float(values.mean()), float(Z95 * values.std(ddof=1) / math.sqrt(T)), T)
+    scale = float(np.max(np.abs(values))) or 1.0  # scaled, so that squares cannot overflow
+    scaled = values / scale
+    mean = scale * float(scaled.mean())
+    half = scale * float(Z95 * scaled.std(ddof=1) / math.sqrt(T))
+    if not (math.isfinite(mean + half) and math.isfinite(mean - half)):
+        raise ValueError("values are too large for a finite confidence interval")
+    return Summary(mean, half, T)
 
 
 def _model(name):

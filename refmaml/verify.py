@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import array_api_compat
 import numpy as np
 
-from . import _text, adapt, check, imaml_value_and_grad, meta_value_and_grad, models, reptile_direction
+from . import _text, _validate, adapt, check, imaml_value_and_grad, meta_value_and_grad, models
+from . import reptile_direction
 from .models import logistic, softmax
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -444,6 +445,7 @@ IDENTITIES = {
 
 def run(seed=0, dtypes=("float64", "float32")):
     """Check every identity on every backend and dtype; returns a list of :class:`Row`."""
+    seed = _validate.integer(seed, "seed")
     rows = []
     for name, xp, device in backends():
         for dtype in dtypes:

@@ -35,6 +35,17 @@ class Task:
         """Drop the task axis of ``result`` when the caller passed one task."""
         return result if self.batched else result[0, ...]
 
+    def finish(self, compute, what):
+        """``compute()`` with overflow warnings silenced, then checked: a non-finite result (logits
+        or ``l2 ||theta||^2`` beyond the float range) is a ValueError; else :meth:`unbatch`."""
+        with _xp.quiet_overflow():
+            result = compute()
+        xp = _xp.array_namespace(result)
+        if not bool(xp.all(xp.isfinite(result))):
+            raise ValueError(f"{what} overflows the floating-point range: theta, X or l2 is too large "
+                             "(see derivations/range.md)")
+        return self.unbatch(result)
+
 
 def features(xp, device, X, name):
     """Feature array: 2-D ``(n, d)`` for one task or 3-D ``(T, n, d)`` for a stack."""

@@ -165,7 +165,7 @@ def loss(theta, X, y, *, l2=0.0):
     Returns a 0-d array for one task, ``(T,)`` for a stack.
     """
     t, _ = _prepare.task(_MODEL, theta, X, y, l2)
-    return t.unbatch(_loss(t.theta, t.X, t.y, t.l2))
+    return t.finish(lambda: _loss(t.theta, t.X, t.y, t.l2), "the loss")
 
 
 def grad(theta, X, y, *, l2=0.0):
@@ -174,7 +174,7 @@ def grad(theta, X, y, *, l2=0.0):
     Returns ``(d,)`` for one task, ``(T, d)`` for a stack.
     """
     t, _ = _prepare.task(_MODEL, theta, X, y, l2)
-    return t.unbatch(_grad_state(t.theta, t.X, t.y, t.l2)[0])
+    return t.finish(lambda: _grad_state(t.theta, t.X, t.y, t.l2)[0], "the gradient")
 
 
 def hvp(theta, X, y, v, *, l2=0.0):
@@ -185,8 +185,8 @@ def hvp(theta, X, y, v, *, l2=0.0):
     the cross-entropy does not depend on the labels.  Returns ``(d,)`` or ``(T, d)``.
     """
     t, extra = _prepare.task(_MODEL, theta, X, y, l2, v=v)
-    w = _weights(_logits(t.theta, t.X))
-    return t.unbatch(_hvp_state(w, t.X, extra["v"], t.l2))
+    return t.finish(lambda: _hvp_state(_weights(_logits(t.theta, t.X)), t.X, extra["v"], t.l2),
+                    "the Hessian-vector product")
 
 
 def hessian(theta, X, y, *, l2=0.0):
@@ -195,7 +195,7 @@ def hessian(theta, X, y, *, l2=0.0):
     For teaching and tests; the MAML code uses Hessian-vector products (L11) and never forms it.
     """
     t, _ = _prepare.task(_MODEL, theta, X, y, l2)
-    return t.unbatch(_hessian(t.theta, t.X, t.l2))
+    return t.finish(lambda: _hessian(t.theta, t.X, t.l2), "the Hessian")
 
 
 def predict(theta, X):
@@ -204,4 +204,4 @@ def predict(theta, X):
     Returns ``(n,)`` for one task, ``(T, n)`` for a stack.
     """
     t, _ = _prepare.task(_MODEL, theta, X, None)
-    return t.unbatch(_sigmoid(_logits(t.theta, t.X)))
+    return t.finish(lambda: _sigmoid(_logits(t.theta, t.X)), "the probabilities")

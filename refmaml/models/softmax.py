@@ -191,7 +191,7 @@ def loss(theta, X, y, *, l2=0.0):
     Returns a 0-d array for one task, ``(T,)`` for a stack.
     """
     t, _ = _prepare.task(_MODEL, theta, X, y, l2)
-    return t.unbatch(_loss(t.theta, t.X, t.y, t.l2))
+    return t.finish(lambda: _loss(t.theta, t.X, t.y, t.l2), "the loss")
 
 
 def grad(theta, X, y, *, l2=0.0):
@@ -200,7 +200,7 @@ def grad(theta, X, y, *, l2=0.0):
     Returns ``(d, C)`` for one task, ``(T, d, C)`` for a stack.
     """
     t, _ = _prepare.task(_MODEL, theta, X, y, l2)
-    return t.unbatch(_grad_state(t.theta, t.X, t.y, t.l2)[0])
+    return t.finish(lambda: _grad_state(t.theta, t.X, t.y, t.l2)[0], "the gradient")
 
 
 def hvp(theta, X, y, v, *, l2=0.0):
@@ -211,8 +211,8 @@ def hvp(theta, X, y, v, *, l2=0.0):
     does not depend on the labels.  Returns ``(d, C)`` or ``(T, d, C)``.
     """
     t, extra = _prepare.task(_MODEL, theta, X, y, l2, v=v)
-    P = _probabilities(t.theta, t.X)
-    return t.unbatch(_hvp_state(P, t.X, extra["v"], t.l2))
+    return t.finish(lambda: _hvp_state(_probabilities(t.theta, t.X), t.X, extra["v"], t.l2),
+                    "the Hessian-vector product")
 
 
 def hessian(theta, X, y, *, l2=0.0):
@@ -224,7 +224,7 @@ def hessian(theta, X, y, *, l2=0.0):
     uses Hessian-vector products (S10) and never forms it.
     """
     t, _ = _prepare.task(_MODEL, theta, X, y, l2)
-    return t.unbatch(_hessian(t.theta, t.X, t.l2))
+    return t.finish(lambda: _hessian(t.theta, t.X, t.l2), "the Hessian")
 
 
 def predict(theta, X):
@@ -233,4 +233,4 @@ def predict(theta, X):
     Returns ``(n, C)`` for one task, ``(T, n, C)`` for a stack.
     """
     t, _ = _prepare.task(_MODEL, theta, X, None)
-    return t.unbatch(_probabilities(t.theta, t.X))
+    return t.finish(lambda: _probabilities(t.theta, t.X), "the probabilities")

@@ -64,6 +64,11 @@ def conjugate_gradient(xp, apply, b, rtol, maxiter):
     return x, residual, iterations
 
 
+def _overflow():
+    return ValueError("implicit MAML: the support loss, its gradient or its curvature overflows the "
+                      "floating-point range: theta, Xs or l2 is too large (see derivations/range.md)")
+
+
 def _inner_solve(p, lam, tol):
     """``phi* = argmin_phi L_s(phi) + (lam/2)||phi - theta||^2`` for every task (V10), (V12).
 
@@ -83,6 +88,8 @@ def _inner_solve(p, lam, tol):
 
     phi = anchor
     g, state = model._grad_state(phi, p.Xs, p.ys, p.l2)
+    if not bool(xp.all(xp.isfinite(g)) & xp.all(xp.isfinite(objective(phi)))):
+        raise _overflow()
     scale = _safe(xp, _norm(xp, g))
     for iteration in range(NEWTON_MAXITER + 1):
         grad = g + lam * (phi - anchor)
@@ -97,6 +104,8 @@ def _inner_solve(p, lam, tol):
         forcing = xp.minimum(xp.sqrt(residual), xp.full_like(residual, 0.5))
         d, _, _ = conjugate_gradient(xp, hessian, -grad, forcing, 10 * size + 10)
         d = xp.where(_per_task(xp, done, d), xp.zeros_like(d), d)
+        if not bool(xp.all(xp.isfinite(d))):  # the curvature (features squared) overflowed
+            raise _overflow()
         value, slope = objective(phi), _xp.task_dot(xp, grad, d)
         t = xp.ones_like(value)
         for _ in range(HALVINGS):
@@ -110,7 +119,8 @@ def _inner_solve(p, lam, tol):
         else:
             raise ConvergenceError(
                 f"implicit MAML: the line search of Newton step {iteration + 1} found no decrease "
-                f"(relative gradient norm {float(xp.max(residual)):.3e}, tolerance {tol:.1e})",
+                f"(relative gradient norm {float(xp.max(residual)):.3e}, tolerance {tol:.1e}); "
+                "tol may be below what rounding allows, or lam, l2, theta or Xs badly scaled",
                 residual=float(xp.max(residual)), tolerance=tol)
         phi = phi + _per_task(xp, t, d) * d
         g, state = model._grad_state(phi, p.Xs, p.ys, p.l2)
