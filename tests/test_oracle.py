@@ -276,7 +276,10 @@ def _corrupt(written, tmp_path, edit):
     doc = json.loads((written / f"{vectors.STEM}.json").read_text())
     text = edit(doc)
     path = tmp_path / "bad.json"
-    path.write_text(text if isinstance(text, str) else json.dumps(doc))
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text if isinstance(text, str) else json.dumps(doc))
     return path
 
 
@@ -319,7 +322,20 @@ CORRUPTIONS = {
     "duplicate key": (lambda doc: _compact(doc).replace('"format":', '"format":"x","format":', 1),
                       "duplicate"),
     "not json": (lambda doc: "{not json", "not valid JSON"),
+    "truncated": (lambda doc: _compact(doc)[: len(_compact(doc)) // 3], "not valid JSON"),
+    "truncated at the end": (lambda doc: _compact(doc)[:-1], "not valid JSON"),
+    "deep nesting": (lambda doc: "[" * 100000 + "]" * 100000, "nests arrays or objects too deeply"),
+    "huge integer": (lambda doc: _compact(doc).replace('"l2":0.0', '"l2":' + "9" * 5000, 1),
+                     "cannot be read"),
+    "huge float": (lambda doc: _compact(doc).replace('"l2":0.0', '"l2":1e400', 1), "finite"),
+    "not utf-8": (lambda doc: _compact(doc).encode("utf-8")[:100] + b"\xff\xfe", "cannot read"),
 }
+
+
+def test_files_beyond_the_size_limit_are_refused_unread(written, tmp_path, monkeypatch):
+    monkeypatch.setattr(vectors, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(vectors.InvalidFile, match="bytes; files of more than 1000 are refused"):
+        vectors.load(written / f"{vectors.STEM}.json")
 
 
 @pytest.mark.parametrize("name", sorted(CORRUPTIONS))

@@ -119,9 +119,16 @@ def _unique(pairs):
     return dict(pairs)
 
 
+MAX_FILE_BYTES = 64 * 2**20  # the vectors file is about 1 MB; anything this large is not ours
+
+
 def read_json(path):
-    """Parse a JSON file strictly: no NaN or Infinity, no duplicate keys."""
+    """Parse a JSON file strictly: no NaN or Infinity, no duplicate keys, at most
+    ``MAX_FILE_BYTES``, no nesting deep enough to exhaust the parser's recursion."""
     try:
+        size = pathlib.Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InvalidFile(f"{path} has {size} bytes; files of more than {MAX_FILE_BYTES} are refused")
         text = pathlib.Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidFile(f"cannot read {path}: {exc}") from None
@@ -129,6 +136,10 @@ def read_json(path):
         return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique)
     except json.JSONDecodeError as exc:
         raise InvalidFile(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidFile(f"{path} nests arrays or objects too deeply to be a refmaml file") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InvalidFile(f"{path} holds a value that cannot be read: {exc}") from None
 
 
 def _object(value, where, required, optional=()):
