@@ -173,6 +173,18 @@ def held_out_accuracy(state, held):
     return float(accuracy[-1].mean())
 
 
+def _require_finite(iteration, params, optimizer):
+    """Adam's new state must be finite; a meta-gradient too large to square is divergence."""
+    arrays = [*params.values(), *optimizer.m.values(), *optimizer.v.values()]
+    xp = _xp.array_namespace(arrays[0])
+    finite = xp.all(xp.isfinite(arrays[0]))
+    for a in arrays[1:]:
+        finite = finite & xp.all(xp.isfinite(a))
+    if not bool(finite):  # one read-back per iteration
+        raise ValueError(f"meta-training diverged at iteration {iteration}: the meta-gradient or Adam's "
+                         "moments overflow; use a smaller inner_lr, outer_lr or inner_steps")
+
+
 def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
     """Continue ``state`` to ``config.iterations``; returns the final state.
 
@@ -201,7 +213,10 @@ def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
         while state.iteration < todo:
             batch = _device_batch(put, family.sample(state.rng, c.meta_batch, c.support, c.query))
             loss, grads = meta_gradient(c, family.model, state.params, batch)
-            state.params, state.optimizer = adam.step(state.params, grads, state.optimizer, c.outer_lr)
+            with _xp.quiet_overflow():
+                params, optimizer = adam.step(state.params, grads, state.optimizer, c.outer_lr)
+            _require_finite(state.iteration + 1, params, optimizer)
+            state.params, state.optimizer = params, optimizer
             state.iteration += 1
             state.losses.append(float(loss))
             if held is not None and state.iteration % c.eval_every == 0:

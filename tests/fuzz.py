@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 
 import refmaml
-from refmaml import check, evaluate, special
+from refmaml import check, evaluate, oracle, special, tasks
 from refmaml.models import logistic, softmax
 
 from . import reference
@@ -339,7 +339,38 @@ def _entries():
             lambda rng, draw: ({"values": rng.random(draw(2, 6))}, {"values": "values"}),
         )
     )
+    out.append(Entry("oracle.check", _oracle_call, _oracle_args))
+    out.append(Entry("tasks.family", _family_call, _family_args, {"name": ("family",)}))
     return {e.name: e for e in out}
+
+
+def _correct(theta, Xs, ys, Xq, yq, **kw):
+    return refmaml.meta_value_and_grad(theta, Xs, ys, Xq, yq, **kw)
+
+
+def _oracle_call(a):
+    report = oracle.check(a["fn"], a["model"], steps=a["steps"], l2=a["l2"], dtype=a["dtype"])
+    return np.array([float(report.passed)])
+
+
+def _oracle_args(rng, draw):
+    args = {"fn": _correct, "model": ("logistic", "softmax")[draw(0, 1)], "steps": (0,), "l2": False,
+            "dtype": "float64"}
+    return args, {"fn": "implementation", "model": "choice", "steps": "steps-selection", "l2": "flag",
+                  "dtype": "choice"}
+
+
+def _family_call(a):
+    fam = tasks.family(a["name"], **{k: v for k, v in a.items() if k != "name"})
+    batch = fam.batch("test", [0, 1], 2, 2)
+    return batch.Xs, batch.Xq, np.asarray(batch.ys, dtype=float)
+
+
+def _family_args(rng, draw):
+    args = {"name": "synthetic-binary", "d": draw(1, 6), "relevant": 1, "offset": 1.0, "spread": 2.0,
+            "seed": draw(0, 3)}
+    return args, {"name": "choice", "d": "count", "relevant": "count", "offset": "nonnegative",
+                  "spread": "nonnegative", "seed": "count"}
 
 
 def _drop(make, names):
@@ -484,6 +515,19 @@ SCALAR_MUTATIONS = {
         ("string", "last", "error"),
         ("bool", True, "error"),
     ],
+    "implementation": [
+        ("not callable", "fn", "error"),
+        ("returns nan", lambda *a, **k: (math.nan, np.full(np.shape(a[0]), math.nan)), "either"),
+        ("raises", lambda *a, **k: 1 / 0, "either"),
+        ("returns None", lambda *a, **k: None, "either"),
+        ("wrong shape", lambda *a, **k: (0.0, np.zeros(1)), "either"),
+    ],
+    "steps-selection": [("negative", -1, "error"), ("string", "0", "error"), ("empty", (), "error"),
+                        ("unknown", (3,), "error"), ("bool", (True,), "error"), ("list", [0, 1], "either")],
+    "count": [("negative", -1, "error"), ("float", 2.5, "error"), ("bool", True, "error"),
+              ("string", "3", "error"), ("none", None, "error")],
+    "nonnegative": [("negative", -1.0, "error"), ("nan", math.nan, "error"), ("inf", math.inf, "error"),
+                    ("string", "1", "error"), ("bool", True, "error"), ("zero", 0.0, "either")],
     "callable": [
         ("not callable", 3, "error"),
         ("returns nan", lambda *a: math.nan, "error"),

@@ -309,3 +309,10 @@ def test_a_training_process_killed_mid_way_leaves_a_checkpoint_that_resumes_exac
     assert resumed.losses == straight.losses and resumed.curve == straight.curve
     leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
     assert len(leftovers) <= 1  # at most the one write the kill interrupted
+
+
+def test_archives_declaring_more_than_the_limit_are_refused_unread(tmp_path, monkeypatch):
+    path, _ = _saved(tmp_path)
+    monkeypatch.setattr(checkpoint, "MAX_BYTES", 100)
+    with pytest.raises(checkpoint.InvalidCheckpoint, match="declares .* bytes; the limit is 100"):
+        train.load(path)

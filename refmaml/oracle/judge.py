@@ -207,6 +207,19 @@ def _call(fn, case, rate, dtype, *, l2, lr_grad):
     return Answer(float(loss), grad, rate_grad)
 
 
+def _steps(steps):
+    """The numbers of inner steps to check: a non-empty selection of ``cases.STEPS``."""
+    try:
+        chosen = tuple(steps)
+    except TypeError:
+        raise TypeError(f"steps must be a sequence of step counts from {_cases.STEPS}; "
+                        f"got {steps!r}") from None
+    if isinstance(steps, (str, bytes)) or not chosen or any(
+            isinstance(k, bool) or k not in _cases.STEPS for k in chosen):
+        raise ValueError(f"steps must be a non-empty selection of {_cases.STEPS}; got {steps!r}")
+    return chosen
+
+
 def check(fn, model="logistic", *, steps=_cases.STEPS, l2=False, lr_grad=False, dtype="float64"):
     """Check a MAML implementation ``fn`` against refmaml; returns a :class:`Report`.
 
@@ -237,7 +250,7 @@ def check(fn, model="logistic", *, steps=_cases.STEPS, l2=False, lr_grad=False, 
     for name, flag in (("l2", l2), ("lr_grad", lr_grad)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False; got {flag!r}")
-    steps = tuple(steps)
+    steps = _steps(steps)
     tol = TOLERANCE[dtype]
     results = []
     for case in _cases.select(_cases.all_cases(), models=models, steps=steps, l2=l2, rates=lr_grad):
