@@ -228,9 +228,9 @@ def plot(report, path):
     right.set(xlabel="meta-training iteration",
               ylabel=f"query accuracy after {report['steps']} steps",
               title="meta-training (held-out tasks)")
-    for ax in (left, right):
+    for ax, where in ((left, "lower right"), (right, "best")):
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7, loc=where)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
