@@ -165,10 +165,10 @@ def _device_batch(put, batch):
     return tuple(put(a) for a in (batch.Xs, batch.ys, batch.Xq, batch.yq))
 
 
-def held_out_accuracy(state, held):
+def held_out_accuracy(state, model, held):
     """Mean query accuracy on the device batch ``held`` after ``inner_steps`` steps."""
     c = state.config
-    accuracy, _ = adaptation_curve(_family(c).model, state.params["theta"], *held, inner_lr=inner_rate(state),
+    accuracy, _ = adaptation_curve(model, state.params["theta"], *held, inner_lr=inner_rate(state),
                                    steps=c.inner_steps, l2=c.l2)
     return float(accuracy[-1].mean())
 
@@ -202,7 +202,7 @@ def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
     if c.eval_every and todo:
         held = _device_batch(put, family.held_out(c.curve_tasks, c.support, c.query))
     if held is not None and state.iteration == 0:
-        state.curve.append((0, held_out_accuracy(state, held)))
+        state.curve.append((0, held_out_accuracy(state, family.model, held)))
     bar = None
     if progress and state.iteration < todo:
         from tqdm.auto import tqdm
@@ -220,7 +220,7 @@ def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
             state.iteration += 1
             state.losses.append(float(loss))
             if held is not None and state.iteration % c.eval_every == 0:
-                state.curve.append((state.iteration, held_out_accuracy(state, held)))
+                state.curve.append((state.iteration, held_out_accuracy(state, family.model, held)))
             if checkpoint_path and checkpoint_every and state.iteration % checkpoint_every == 0:
                 save(checkpoint_path, state)
             if bar is not None:
