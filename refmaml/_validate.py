@@ -41,7 +41,7 @@ def _float_dtype(xp, x, name, *, allow_complex):
 
 
 def check_finite(xp, x, name):
-    if not bool(xp.all(xp.isfinite(x))):
+    if not _xp.all_finite(xp, x):
         raise ValueError(f"{name} contains NaN or infinity; every entry must be finite")
 
 
@@ -79,12 +79,17 @@ def real_number(value, name):
     return value
 
 
+def nonnegative(value, name):
+    """A finite real number >= 0, as float."""
+    value = real_number(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0; got {value}")
+    return value
+
+
 def l2(value):
     """The ridge coefficient: a finite real number >= 0, as float."""
-    value = real_number(value, "l2")
-    if value < 0:
-        raise ValueError(f"l2 must be >= 0; got {value}")
-    return value
+    return nonnegative(value, "l2")
 
 
 def positive(value, name):

@@ -143,6 +143,14 @@ def eps(xp, dtype):
     return float(xp.finfo(real_dtype_of(xp, dtype)).eps)
 
 
+def all_finite(xp, *arrays):
+    """Whether every entry of every array is finite: one device-to-host read of one flag."""
+    flag = xp.all(xp.isfinite(arrays[0]))
+    for a in arrays[1:]:
+        flag = flag & xp.all(xp.isfinite(a))
+    return bool(flag)
+
+
 def to_numpy(x):
     """Copy an array to host memory as a NumPy array (documented host transfer)."""
     if array_api_compat.is_cupy_array(x):

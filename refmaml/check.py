@@ -51,7 +51,7 @@ def _point(x, name="x", **others):
 
 
 def _finite(xp, result, what):
-    if not bool(xp.all(xp.isfinite(result))):
+    if not _xp.all_finite(xp, result):
         raise ValueError(f"{what} is not finite: the function overflows near x (or x + step v)")
     return result
 

@@ -13,9 +13,8 @@ import math
 import array_api_compat
 import numpy as np
 
-from . import _xp
+from . import _xp, models
 from .maml import adapt
-from .models import logistic, softmax
 from .variants import imaml_value_and_grad
 
 Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal distribution
@@ -61,10 +60,6 @@ def summarize(values):
     return Summary(mean, half, T)
 
 
-def _model(name):
-    return logistic if name == "logistic" else softmax
-
-
 def query_metrics(model, theta, Xq, yq):
     """Per-task query accuracy and loss ``(T,)`` of parameters ``theta (T,) + P`` (T10), (T11).
 
@@ -74,7 +69,7 @@ def query_metrics(model, theta, Xq, yq):
     ``1/C``, not 0.
     """
     xp = _xp.array_namespace(theta)
-    m = _model(model)
+    m = models.get(model)
     P = m.predict(theta, Xq)
     if model == "logistic":
         P = xp.stack([1 - P, P], axis=-1)

@@ -132,11 +132,7 @@ def _describe_rate(p):
 
 def _require_finite(p, what, *arrays):
     """One device-to-host read of a flag: are all ``arrays`` finite?"""
-    xp = p.xp
-    finite = xp.all(xp.isfinite(arrays[0]))
-    for a in arrays[1:]:
-        finite = finite & xp.all(xp.isfinite(a))
-    if not bool(finite):
+    if not _xp.all_finite(p.xp, *arrays):
         raise ValueError(
             f"the inner loop overflowed: {what} is not finite after {p.steps} steps "
             f"with {_describe_rate(p)}; use a smaller inner_lr or fewer inner_steps"

@@ -45,17 +45,6 @@ class Batch:
     truth: np.ndarray | None = None
 
 
-def _count(value, name, minimum=1):
-    return _validate.integer(value, name, minimum)
-
-
-def _positive_real(value, name):
-    value = _validate.real_number(value, name)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0; got {value}")
-    return value
-
-
 def _task_rng(seed, split, index):
     """The generator of one task: seeded by (family seed, split, index) only (T4)."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLITS[split], index)))
@@ -78,7 +67,7 @@ class Family:
         """The tasks ``indices`` of ``split``, each with ``n`` support and ``m`` query examples."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}; got {split!r}")
-        n, m = _count(n, "n (support examples)"), _count(m, "m (query examples)")
+        n, m = _validate.integer(n, "n (support examples)", 1), _validate.integer(m, "m (query examples)", 1)
         self._check_sizes(n, m)
         parts = [self._task(_task_rng(self.seed, split, int(i)), split, n, m) for i in indices]
         if not parts:
@@ -90,12 +79,12 @@ class Family:
 
     def sample(self, rng, T, n, m):
         """``T`` meta-training tasks, their indices drawn from ``rng``."""
-        T = _count(T, "T (tasks per batch)")
+        T = _validate.integer(T, "T (tasks per batch)", 1)
         return self.batch("train", rng.integers(0, INDEX_LIMIT, size=T), n, m)
 
     def held_out(self, T, n, m):
         """The first ``T`` meta-test tasks: the same tasks and examples on every call."""
-        return self.batch("test", range(_count(T, "T (held-out tasks)")), n, m)
+        return self.batch("test", range(_validate.integer(T, "T (held-out tasks)", 1)), n, m)
 
     def _check_sizes(self, n, m):
         pass
@@ -112,13 +101,13 @@ class _Synthetic(Family):
     from the model's own probabilities at ``W_t``."""
 
     def __init__(self, d=20, relevant=2, offset=2.0, spread=3.0, seed=0):
-        self.d = _count(d, "d")
-        self.relevant = _count(relevant, "relevant")
+        self.d = _validate.integer(d, "d", 1)
+        self.relevant = _validate.integer(relevant, "relevant", 1)
         if self.relevant > self.d:
             raise ValueError(f"relevant must be <= d = {self.d}; got {self.relevant}")
-        self.offset = _positive_real(offset, "offset")
-        self.spread = _positive_real(spread, "spread")
-        self.seed = _count(seed, "seed", minimum=0)
+        self.offset = _validate.nonnegative(offset, "offset")
+        self.spread = _validate.nonnegative(spread, "spread")
+        self.seed = _validate.integer(seed, "seed", 0)
         # The shared offset B: a fixed direction (from the family seed) scaled to norm `offset`.
         B = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(2,))).standard_normal(
             self.parameter_shape)
@@ -160,7 +149,7 @@ class SyntheticNWay(_Synthetic):
     model = "softmax"
 
     def __init__(self, ways=3, **options):
-        self.classes = _count(ways, "ways", minimum=2)
+        self.classes = _validate.integer(ways, "ways", 2)
         super().__init__(**options)
 
     def _labels(self, rng, Z):
@@ -190,11 +179,11 @@ class Digits(Family):
     ``j``), then ``n / ways`` support and ``m / ways`` query images of each, all distinct."""
 
     def __init__(self, ways=2, seed=0):
-        self.classes = _count(ways, "ways", minimum=2)
+        self.classes = _validate.integer(ways, "ways", 2)
         if self.classes > len(DIGITS_TEST_CLASSES):
             raise ValueError(f"ways must be <= {len(DIGITS_TEST_CLASSES)} (the meta-test classes); "
                              f"got {self.classes}")
-        self.seed = _count(seed, "seed", minimum=0)
+        self.seed = _validate.integer(seed, "seed", 0)
         self.name = "digits-binary" if self.classes == 2 else "digits-nway"
         self.model = "logistic" if self.classes == 2 else "softmax"
         self._X, self._y = load_digits_data()

@@ -25,10 +25,9 @@ import json
 
 import numpy as np
 
-from . import _validate, _xp, adam, checkpoint, tasks
+from . import _validate, _xp, adam, checkpoint, models, tasks
 from .evaluate import adaptation_curve
 from .maml import meta_value_and_grad
-from .models import logistic, softmax
 from .variants import imaml_value_and_grad, reptile_direction
 
 METHODS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "pretrain", "zero")
@@ -112,10 +111,6 @@ def _family(config):
     return tasks.family(config.family)
 
 
-def _model_module(name):
-    return logistic if name == "logistic" else softmax
-
-
 def start(config):
     """A fresh run: ``theta = 0``, Meta-SGD's rates at ``inner_lr``, Adam at rest."""
     config = config.validated()
@@ -154,7 +149,7 @@ def meta_gradient(config, model, params, batch):
         loss, g, _ = imaml_value_and_grad(theta, Xs, ys, Xq, yq, lam=c.lam, tol=1e-10, **common)
         return loss, {"theta": g}
     X, y = xp.concat([Xs, Xq], axis=1), xp.concat([ys, yq], axis=1)
-    m = _model_module(model)
+    m = models.get(model)
     if c.method == "reptile":
         direction = reptile_direction(theta, X, y, inner_lr=c.inner_lr, inner_steps=c.inner_steps, **common)
         return xp.mean(m.loss(theta, X, y, l2=c.l2)), {"theta": direction}
@@ -176,11 +171,7 @@ def held_out_accuracy(state, model, held):
 def _require_finite(iteration, params, optimizer):
     """Adam's new state must be finite; a meta-gradient too large to square is divergence."""
     arrays = [*params.values(), *optimizer.m.values(), *optimizer.v.values()]
-    xp = _xp.array_namespace(arrays[0])
-    finite = xp.all(xp.isfinite(arrays[0]))
-    for a in arrays[1:]:
-        finite = finite & xp.all(xp.isfinite(a))
-    if not bool(finite):  # one read-back per iteration
+    if not _xp.all_finite(_xp.array_namespace(arrays[0]), *arrays):  # one read-back per iteration
         raise ValueError(f"meta-training diverged at iteration {iteration}: the meta-gradient or Adam's "
                          "moments overflow; use a smaller inner_lr, outer_lr or inner_steps")
 
@@ -313,23 +304,22 @@ def load(path, config=None):
     iteration = _scalar(head, "iteration", "i")
     if iteration < 0:
         raise Invalid(f"checkpoint field 'iteration' must be >= 0; got {iteration}")
-    fresh = start(saved)
-    expected = _fields(fresh)
+    names = ("theta", "rates") if saved.method in LEARNS_RATES else ("theta",)
+    if ("param_rates" in head) != ("rates" in names):
+        raise Invalid(f"{path!r}: learned rates are present exactly when the method learns them "
+                      f"({', '.join(LEARNS_RATES)})")
+    shape = _family(saved).parameter_shape
     put, _ = _xp.backend(saved.backend)
     params, m, v = {}, {}, {}
-    if ("param_rates" in head) != ("rates" in fresh.params):
-        raise Invalid(f"{path!r}: learned rates are present exactly when the method "
-                                           f"learns them ({', '.join(LEARNS_RATES)})")
-    for k in fresh.params:
+    for k in names:
         for prefix, into in (("param_", params), ("adam_m_", m), ("adam_v_", v)):
-            a = head.get(prefix + k)
-            want = expected[prefix + k]
-            if a is None or a.shape != want.shape or a.dtype != want.dtype or not np.all(np.isfinite(a)):
-                raise Invalid(f"checkpoint field {prefix + k!r} must be a finite {want.dtype} array "
-                              f"of shape {want.shape}")
+            a = head[prefix + k]
+            if a.shape != shape or a.dtype != np.float64 or not np.all(np.isfinite(a)):
+                raise Invalid(f"checkpoint field {prefix + k!r} must be a finite float64 array "
+                              f"of shape {shape}")
+            if prefix == "adam_v_" and np.any(a < 0):
+                raise Invalid(f"checkpoint field {prefix + k!r} holds negative second moments")
             into[k] = put(a)
-    if np.any(head["adam_v_theta"] < 0):
-        raise Invalid("checkpoint field 'adam_v_theta' holds negative second moments")
     losses, curve = head["losses"], head["curve"]
     if losses.dtype != np.float64 or losses.shape != (iteration,):
         raise Invalid(f"checkpoint field 'losses' must be float64 of shape ({iteration},)")

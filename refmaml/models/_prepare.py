@@ -40,8 +40,7 @@ class Task:
         or ``l2 ||theta||^2`` beyond the float range) is a ValueError; else :meth:`unbatch`."""
         with _xp.quiet_overflow():
             result = compute()
-        xp = _xp.array_namespace(result)
-        if not bool(xp.all(xp.isfinite(result))):
+        if not _xp.all_finite(_xp.array_namespace(result), result):
             raise ValueError(f"{what} overflows the floating-point range: theta, X or l2 is too large "
                              "(see derivations/range.md)")
         return self.unbatch(result)

@@ -88,7 +88,7 @@ def _inner_solve(p, lam, tol):
 
     phi = anchor
     g, state = model._grad_state(phi, p.Xs, p.ys, p.l2)
-    if not bool(xp.all(xp.isfinite(g)) & xp.all(xp.isfinite(objective(phi)))):
+    if not _xp.all_finite(xp, g, objective(phi)):
         raise _overflow()
     scale = _safe(xp, _norm(xp, g))
     for iteration in range(NEWTON_MAXITER + 1):
@@ -104,7 +104,7 @@ def _inner_solve(p, lam, tol):
         forcing = xp.minimum(xp.sqrt(residual), xp.full_like(residual, 0.5))
         d, _, _ = conjugate_gradient(xp, hessian, -grad, forcing, 10 * size + 10)
         d = xp.where(_per_task(xp, done, d), xp.zeros_like(d), d)
-        if not bool(xp.all(xp.isfinite(d))):  # the curvature (features squared) overflowed
+        if not _xp.all_finite(xp, d):  # the curvature (features squared) overflowed
             raise _overflow()
         value, slope = objective(phi), _xp.task_dot(xp, grad, d)
         t = xp.ones_like(value)
