@@ -151,6 +151,19 @@ def _finite_rate(xp, x, name):
     return x
 
 
+def rate_layout(shape, theta_shape, steps):
+    """Whether rates of ``shape`` have a leading step axis (``derivations/variants.md`` (V1)):
+    False for at most ``len(theta_shape)`` axes that broadcast against ``theta_shape``, True for
+    ``len(theta_shape) + 1`` axes led by ``steps``; None for any other shape."""
+    P = len(theta_shape)
+    per_step = len(shape) == P + 1
+    body = shape[1:] if per_step else shape
+    fits = len(body) <= P and all(s in (1, t) for s, t in zip(body, theta_shape[P - len(body):], strict=True))
+    if not fits or (per_step and shape[0] != steps):
+        return None
+    return per_step
+
+
 def rates(xp, device, value, theta_shape, steps, name="inner_lr"):
     """Inner learning rates (``derivations/variants.md`` (V1)): returns ``(rate, per_step, weak)``.
 
@@ -164,11 +177,9 @@ def rates(xp, device, value, theta_shape, steps, name="inner_lr"):
     """
     weak = isinstance(value, (numbers.Number, np.generic))
     rate = _scalar(xp, device, value, name) if weak else as_array(xp, device, value, name)
-    P = len(theta_shape)
-    per_step = rate.ndim == P + 1
-    body = tuple(rate.shape[1:] if per_step else rate.shape)
-    fits = len(body) <= P and all(s in (1, t) for s, t in zip(body, theta_shape[P - len(body):], strict=True))
-    if not fits or (per_step and rate.shape[0] != steps):
+    per_step = rate_layout(tuple(rate.shape), tuple(theta_shape), steps)
+    if per_step is None:
+        P = len(theta_shape)
         raise ValueError(
             f"{name} has shape {tuple(rate.shape)}; expected a scalar, an array of at most "
             f"{P} axes that broadcasts to theta's shape {tuple(theta_shape)} (the same rates at "

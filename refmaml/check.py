@@ -83,6 +83,13 @@ def relative_error(a, b):
     return diff / max(float(_norm(xp, b)), tiny)
 
 
+def norm(a):
+    """The 2-norm of the whole array ``a`` (real or complex), as a float: the norm of (D4),
+    scaled by the largest magnitude so that no square overflows."""
+    xp, dev = _xp.namespace(a=a)
+    return float(_norm(xp, _validate.floating(xp, dev, a, "a", allow_complex=True)))
+
+
 def _norm(xp, a):
     a = xp.reshape(xp.asarray(a), (-1,))
     if _xp.is_complex(xp, a):

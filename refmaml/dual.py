@@ -1,28 +1,31 @@
-"""The dual (Gram) form of the exact meta-gradient: ``derivations/dual.md`` (G1)-(G8).
+"""The dual (Gram) form of the exact meta-gradient: ``derivations/dual.md`` (G1)-(G7).
 
-For a linear model every inner iterate stays in ``c_k theta_0 + span`` of the
+For a linear network (``z = X theta``, any loss head) every inner iterate stays in ``c_k theta_0 + span`` of the
 support rows (scaled by per-feature rates), and the reverse-pass vector in the
 span of the query and support rows. The whole computation then runs on
 ``n``-dimensional coefficients with the Gram matrices ``X_s A X_s^T`` and
 ``X_q A X_s^T``, and maps back to ``d`` dimensions once. It gives the same
 numbers as the primal form (``refmaml.maml``) to rounding and is cheaper when
-the inner loop is long and the support set short compared with ``d`` (G8).
+the inner loop is long and the support set short compared with ``d`` (G8); the
+choice is :mod:`refmaml.policy`'s. It needs of the model only its head (the loss,
+residual and curvature in output space) and the linear network's matrix view.
 
-Arrays carry a trailing class axis throughout (length 1 for the logistic
-model): coefficients ``(T, n, C)``, logits ``(T, n, C)``, parameters ``(T, d, C)``.
+Arrays carry a trailing output axis throughout (length 1 for one output per
+example, the network's ``as_matrix``): coefficients ``(T, n, C)``, outputs
+``(T, n, C)``, parameters ``(T, d, C)``.
 """
 
 from array_api_compat import device
 
 from . import _xp
 
-FORMS = ("auto", "primal", "dual")
-
 
 def rate_kind(p):
-    """How the dual form can take the rates (G5): ``"scalar"`` (one number per step, any ``l2``),
+    """How the dual form can take the call (G5): ``"scalar"`` (one number per step, any ``l2``),
     ``"feature"`` (one per feature, shared by the steps and classes, ``l2 = 0``), or None
-    (the primal form is needed)."""
+    (the primal form is needed: other rates, or a network that is not linear (G1))."""
+    if not p.model.linear:
+        return None
     rate = p.rate
     body = tuple(rate.shape[1:]) if p.per_step else tuple(rate.shape)
     if all(s == 1 for s in body):
@@ -35,62 +38,15 @@ def rate_kind(p):
     return "feature"
 
 
-def costs(p, *, lr_grad=False):
-    """Floating-point operations per task of the primal and the dual form, ``(primal, dual)``
-    (G8); ``None`` for the dual form when the rates need the primal one."""
-    T, n, d = p.Xs.shape
-    m = p.Xq.shape[1]
-    C = p.theta.shape[-1] if len(p.theta.shape) == 2 else 1
-    K = p.steps
-    primal = 8 * K * n * d * C + 4 * m * d * C + (2 * K * d * C if lr_grad else 0)
-    kind = rate_kind(p)
-    if kind is None:
-        return primal, None
-    dual = 2 * n * n * d + 2 * m * n * d + 4 * (n + m) * d * C + 4 * K * n * n * C + 4 * m * n * C
-    if lr_grad and kind == "feature":
-        dual += 2 * K * n * n * C + 2 * n * n * d + 2 * (n + m) * d * C
-    return primal, dual
-
-
-# The primal form's products are matrix-vector products (memory-bound); the dual form's are small
-# matrix-matrix products. Measured on the benchmark machine (benchmarks/README.md), a flop of the
-# former takes about three times as long as one of the latter; "auto" weighs them so (G8).
-PRIMAL_WEIGHT = 3.0
-
-
-def choose(p, form, *, lr_grad=False):
-    """``"primal"`` or ``"dual"`` for ``form`` in ``FORMS``: ``"auto"`` takes the cheaper by (G8),
-    the primal form's flops weighted by ``PRIMAL_WEIGHT``."""
-    primal, dual = costs(p, lr_grad=lr_grad)
-    primal = PRIMAL_WEIGHT * primal
-    if form == "dual" and dual is None:
-        raise ValueError(
-            "form='dual' needs rates that are one number per step, or one per feature shared by "
-            "all steps and classes with l2=0 (derivations/dual.md (G5)); these rates have shape "
-            f"{tuple(p.rate.shape)} with l2={p.l2}: use form='primal' or 'auto'")
-    if form == "auto":
-        return "dual" if dual is not None and dual < primal else "primal"
-    return form
-
-
-def _columns(p, a):
-    """Give a logistic array its trailing class axis of length 1."""
-    return a[..., None] if len(p.theta.shape) == 1 else a
-
-
-def _uncolumn(p, a):
-    return a[..., 0] if len(p.theta.shape) == 1 else a
-
-
 def value_and_grad(p, *, first_order=False, lr_grad=False):
     """Per-task query losses ``(T,)``, meta-gradients ``(T,) + P`` and, with ``lr_grad``, rate
     gradients ``(T,) + inner_lr.shape``, by the dual form (G1)-(G7)."""
-    xp, model = p.xp, p.model
+    xp, net, head = p.xp, p.model.network, p.model.head
     kind = rate_kind(p)
     K, n, m = p.steps, p.Xs.shape[1], p.Xq.shape[1]
     Xs, Xq = p.Xs, p.Xq
     XsT = xp.matrix_transpose(Xs)
-    theta0 = _columns(p, xp.broadcast_to(p.theta, (Xs.shape[0],) + tuple(p.theta.shape)))
+    theta0 = net.as_matrix(xp.broadcast_to(p.theta, (Xs.shape[0],) + tuple(p.theta.shape)))
     if kind == "feature":  # A = diag(alpha) over the features (G5)
         column = tuple(p.theta.shape[:1]) + (1,) * (len(p.theta.shape) - 1)
         alpha = xp.reshape(xp.broadcast_to(p.rate, column), (-1,))
@@ -106,8 +62,8 @@ def value_and_grad(p, *, first_order=False, lr_grad=False):
     Y, c = xp.zeros_like(Z0), 1.0
     states, residuals, path, steps = [], [], [], []
     for k in range(K):
-        R, state = model._logit_state(_uncolumn(p, c * Z0 + G @ Y), p.ys)
-        R = _columns(p, R) / n
+        R, state = head.residual(net.from_matrix(c * Z0 + G @ Y), p.ys)
+        R = net.as_matrix(R) / n
         s_k, delta = (1.0, 1.0) if kind == "feature" else _scalar_step(p, k)
         states.append(state)
         residuals.append(R)
@@ -115,9 +71,9 @@ def value_and_grad(p, *, first_order=False, lr_grad=False):
         steps.append((s_k, delta))
         Y, c = delta * Y - s_k * R, delta * c
     Zq = c * U0 + M @ Y
-    losses = model._logit_value(_uncolumn(p, Zq), p.yq)
-    Rq, _ = model._logit_state(_uncolumn(p, Zq), p.yq)
-    B = _columns(p, Rq) / m            # g_K = X_q^T B   (G4)
+    losses = head.value(net.from_matrix(Zq), p.yq)
+    Rq, _ = head.residual(net.from_matrix(Zq), p.yq)
+    B = net.as_matrix(Rq) / m            # g_K = X_q^T B   (G4)
     MtB = xp.matrix_transpose(M) @ B   # (T, n, C)
 
     # reverse (G4): g_k = beta_k X_q^T B + X_s^T E_k; first order keeps g_K (beta = 1, E = 0)
@@ -131,9 +87,9 @@ def value_and_grad(p, *, first_order=False, lr_grad=False):
         if lr_grad and kind == "feature" and not first_order:
             S = _accumulate(xp, S, E, residuals[k])
         if not first_order:
-            curv = _columns(p, model._logit_curvature(states[k], _uncolumn(p, V)))
+            curv = net.as_matrix(head.curvature(states[k], net.from_matrix(V)))
             E, beta = delta * E - (s_k / n) * curv, delta * beta
-    g = _uncolumn(p, beta * (xp.matrix_transpose(Xq) @ _columns(p, Rq)) / m + XsT @ E)   # (G6)
+    g = net.from_matrix(beta * (xp.matrix_transpose(Xq) @ net.as_matrix(Rq)) / m + XsT @ E)   # (G6)
     if not lr_grad:
         return losses, g, None
     if kind == "scalar":

@@ -70,9 +70,7 @@ def query_metrics(model, theta, Xq, yq):
     """
     xp = _xp.array_namespace(theta)
     m = models.get(model)
-    P = m.predict(theta, Xq)
-    if model == "logistic":
-        P = xp.stack([1 - P, P], axis=-1)
+    P = m.class_probabilities(theta, Xq)
     best = P == xp.max(P, axis=-1, keepdims=True)
     labels = xp.astype(yq, xp.int64)
     onehot = xp.astype(labels[..., None] == xp.arange(P.shape[-1], device=array_api_compat.device(P)),

@@ -1,105 +1,25 @@
 """MAML: inner-loop adaptation and the exact meta-gradient by reverse accumulation.
 
-Equations are in ``derivations/maml.md``.  Nothing here is specific to a
-model: the model module supplies ``_grad_state`` (gradient plus whatever its
-Hessian-vector product needs), ``_value_grad`` (loss and gradient together)
-and ``_hvp_state``.
+Equations are in ``derivations/maml.md``.  Nothing here is specific to a model: the model
+protocol (README, "Architecture") supplies ``grad_state`` (gradient plus whatever its
+Hessian-vector product needs), ``value_grad`` (loss and gradient together) and ``hvp_state``;
+:mod:`refmaml.problem` validates every call, and :mod:`refmaml.policy` chooses the form and
+shares large calls among threads.
 
-Shapes: ``theta`` is one task's parameters, ``P = (d,)`` for the logistic
-model and ``(d, C)`` for the softmax model;
-``Xs (T, n, d)``, ``ys (T, n)``, ``Xq (T, m, d)``, ``yq (T, m)`` for a stack of
-``T`` tasks, or the same without the leading axis for one task.  All tasks
-are processed together by batched array operations.
+Shapes: ``theta`` is one task's parameters ``P`` (``(d,)`` for the logistic and linear models,
+``(d, C)`` for the softmax model, ``(model.size,)`` for a network); ``Xs (T, n, d)``,
+``ys (T, n)``, ``Xq (T, m, d)``, ``yq (T, m)`` for a stack of ``T`` tasks, or the same without the
+leading axis for one task.  All tasks are processed together by batched array operations.
 """
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-
-import array_api_compat
 from array_api_compat import device
 
-from . import _validate, _xp, dual, models
-from .models import _prepare
+from . import _validate, _xp, dual, models, policy, problem
 
 REDUCTIONS = ("mean", "sum", "none")
-NO_RATE = object()  # for methods without an inner learning rate (implicit MAML)
 
 
-@dataclass(frozen=True)
-class _Problem:
-    xp: object
-    model: object
-    theta: object  # (P...)
-    Xs: object  # (T, n, d)
-    ys: object  # (T, n)
-    Xq: object  # (T, m, d) or None
-    yq: object  # (T, m) or None
-    rate: object  # inner_lr as given (validated, of the computation dtype), or None
-    per_step: bool  # rate has a leading step axis
-    steps: int
-    l2: float
-    batched: bool
-
-    def step_rate(self, k):
-        """The rate of inner step ``k``: 0-d or broadcastable against ``(T, P...)``."""
-        return self.rate[k, ...] if self.per_step else self.rate
-
-
-def _problem(theta, Xs, ys, Xq, yq, model, l2, *, inner_lr=NO_RATE, inner_steps=0):
-    """Validate every argument of a MAML-family call, before any computation.
-
-    ``inner_lr=NO_RATE`` for methods without an inner learning rate (implicit MAML).
-    """
-    model = models.get(model)
-    arrays = {"theta": theta, "Xs": Xs, "ys": ys}
-    if inner_lr is not NO_RATE:
-        arrays["inner_lr"] = inner_lr
-    if Xq is not None:
-        arrays.update(Xq=Xq, yq=yq)
-    xp, device = _xp.namespace(**arrays)
-    Xs = _prepare.features(xp, device, Xs, "Xs")
-    theta = _prepare.parameters(xp, device, model, theta, Xs, "theta", "Xs", allow_task_axis=False)
-    if Xq is not None:
-        Xq = _prepare.features(xp, device, Xq, "Xq")
-        if Xq.ndim != Xs.ndim:
-            raise ValueError(
-                f"Xs has shape {tuple(Xs.shape)} but Xq has shape {tuple(Xq.shape)}; "
-                "both must be one task (2-D) or both a stack of tasks (3-D)"
-            )
-        if Xq.shape[-1] != Xs.shape[-1] or Xq.shape[:-2] != Xs.shape[:-2]:
-            raise ValueError(
-                f"Xq has shape {tuple(Xq.shape)} but Xs has shape {tuple(Xs.shape)}; "
-                "they must agree in the number of tasks and of features"
-            )
-    steps = _validate.steps(inner_steps, "inner_steps")
-    rate, per_step, weak_rate = None, False, True
-    if inner_lr is not NO_RATE:
-        rate, per_step, weak_rate = _validate.rates(xp, device, inner_lr, tuple(theta.shape), steps)
-    l2 = _validate.l2(l2)
-    dtype = _validate.compute_dtype(xp, theta, Xs, *(() if Xq is None else (Xq,)),
-                                    *(() if weak_rate else (rate,)))
-    if rate is not None and _xp.is_complex(xp, rate):
-        dtype = _xp.complex_dtype_of(xp, dtype)
-    real = _xp.real_dtype_of(xp, dtype)
-    ys = model.labels(xp, device, ys, Xs, theta.shape, real, "ys")
-    if Xq is not None:
-        yq = model.labels(xp, device, yq, Xq, theta.shape, real, "yq")
-    batched = Xs.ndim == 3
-
-    def stack(a):
-        a = _validate.real_cast(xp, a, dtype)
-        return a if batched else xp.expand_dims(a, axis=0)
-
-    return _Problem(
-        xp, model, _validate.cast(xp, theta, dtype), stack(Xs), stack(ys),
-        None if Xq is None else stack(Xq), None if yq is None else stack(yq),
-        None if rate is None else _validate.cast(xp, rate, dtype), per_step, steps, l2, batched,
-    )
-
-
-def _inner_loop(p, keep=()):
+def inner_loop(p, keep=()):
     """Run ``theta_{k+1} = theta_k - alpha_k * grad L_s(theta_k)``: ``derivations/maml.md`` (M2),
     with the rates of ``derivations/variants.md`` (V1).
 
@@ -114,7 +34,7 @@ def _inner_loop(p, keep=()):
     if "iterates" in kept:
         kept["iterates"].append(theta)
     for k in range(p.steps):
-        g, state = p.model._grad_state(theta, p.Xs, p.ys, p.l2)
+        g, state = p.model.grad_state(theta, p.Xs, p.ys, p.l2)
         theta = theta - p.step_rate(k) * g
         for name, value in (("iterates", theta), ("states", state), ("grads", g)):
             if name in kept:
@@ -130,8 +50,9 @@ def _describe_rate(p):
     return f"inner_lr={value}"
 
 
-def _require_finite(p, what, *arrays):
-    """One device-to-host read of a flag: are all ``arrays`` finite?"""
+def check_overflow(p, what, *arrays):
+    """One device-to-host read of a flag: are all ``arrays`` finite? If not, the inner loop
+    overflowed, a ValueError that says so (``derivations/range.md`` (R4))."""
     if not _xp.all_finite(p.xp, *arrays):
         raise ValueError(
             f"the inner loop overflowed: {what} is not finite after {p.steps} steps "
@@ -161,20 +82,20 @@ def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0,
     broadcasts against ``theta`` at every step; one of ``theta.ndim + 1`` axes has
     one row per step (length ``inner_steps``).
 
-    ``model`` is ``"logistic"`` (``theta (d,)``) or ``"softmax"`` (``theta (d, C)``).
+    ``model`` is ``"logistic"`` or ``"linear"`` (``theta (d,)``), ``"softmax"`` (``theta (d, C)``)
+    or a :class:`refmaml.models.Model` object.
 
     Returns ``theta_K``: ``theta``'s shape ``P`` for one task, ``(T,) + P`` for
     a stack.  With ``return_trajectory=True``, every iterate
     ``theta_0..theta_K`` stacked on a new leading axis: ``(K + 1,) + P`` or
     ``(K + 1, T) + P``.
     """
-    if not isinstance(return_trajectory, bool):
-        raise TypeError(f"return_trajectory must be True or False; got {return_trajectory!r}")
-    p = _problem(theta, Xs, ys, None, None, model, l2, inner_lr=inner_lr, inner_steps=inner_steps)
+    problem.flag(return_trajectory, "return_trajectory")
+    p = problem.meta(models.get(model), theta, Xs, ys, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps)
     xp = p.xp
     with _xp.quiet_overflow():
-        theta_K, kept = _inner_loop(p, ("iterates",) if return_trajectory else ())
-    _require_finite(p, "theta_K", theta_K)
+        theta_K, kept = inner_loop(p, ("iterates",) if return_trajectory else ())
+    check_overflow(p, "theta_K", theta_K)
     if return_trajectory:
         out = xp.stack(kept["iterates"], axis=0)
         return out if p.batched else out[:, 0, ...]
@@ -207,8 +128,9 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     gradient evaluations, with ``O(K n)`` memory for the curvature weights
     (``O(K n C)`` for the softmax model's probabilities).
     ``first_order=True`` drops the Hessian terms (M8) and returns ``g_K``.
-    ``model`` is ``"logistic"`` (``theta (d,)``, labels 0/1) or ``"softmax"``
-    (``theta (d, C)``, integer labels in ``[0, C)``).
+    ``model`` is ``"logistic"`` (``theta (d,)``, labels 0/1), ``"softmax"``
+    (``theta (d, C)``, integer labels in ``[0, C)``), ``"linear"`` (``theta (d,)``,
+    real targets) or a :class:`refmaml.models.Model` object.
 
     ``inner_lr``: a scalar, or learned rates as in :func:`adapt` (V1).  With
     ``lr_grad=True`` the gradient with respect to ``inner_lr`` comes from the
@@ -227,87 +149,48 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     ``"dual"`` in the ``n``-dimensional space of the support examples with Gram
     matrices (``derivations/dual.md`` (G1)-(G7)), the same numbers to rounding;
     ``"auto"`` (default) takes the cheaper by the cost formulas (G8). The dual form
-    takes rates that are one number per step, or one per feature with ``l2=0``.
-    On NumPy, calls of more than ``THREAD_FLOPS`` operations share their tasks
+    takes rates that are one number per step, or one per feature with ``l2=0``, and
+    linear networks only. On NumPy, calls of more than ``refmaml.policy.THREAD_FLOPS``
+    operations share their tasks
     among threads, one per core; each task is computed as in one call, so the
     result is the same to the bit.
 
     Returns ``(meta_loss, meta_grad)``, or ``(meta_loss, meta_grad, inner_lr_grad)``
     with ``lr_grad=True``: arrays of the inputs' namespace and device.
     """
-    for name, flag in (("first_order", first_order), ("lr_grad", lr_grad)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be True or False; got {flag!r}")
+    problem.flag(first_order, "first_order")
+    problem.flag(lr_grad, "lr_grad")
     reduction = _validate.choice(reduction, "reduction", REDUCTIONS)
-    form = _validate.choice(form, "form", dual.FORMS)
-    p = _problem(theta, Xs, ys, Xq, yq, model, l2, inner_lr=inner_lr, inner_steps=inner_steps)
-    chosen = dual.choose(p, form, lr_grad=lr_grad)
-    compute = dual.value_and_grad if chosen == "dual" else _primal
+    form = _validate.choice(form, "form", policy.FORMS)
+    p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr,
+                     inner_steps=inner_steps)
+    chosen, work = policy.plan(p, form, lr_grad=lr_grad)
+    compute = dual.value_and_grad if chosen == "dual" else primal
 
     def run(part):
         with _xp.quiet_overflow():
             return compute(part, first_order=first_order, lr_grad=lr_grad)
 
-    losses, g, rates = _by_task_groups(p, run, chosen, lr_grad)
-    _require_finite(p, "the adapted parameters or the query loss", losses, g)
+    losses, g, rates = policy.by_task_groups(p, run, work)
+    check_overflow(p, "the adapted parameters or the query loss", losses, g)
     out = (_reduce(p, reduction, losses), _reduce(p, reduction, g))
     return out + (_reduce(p, reduction, rates),) if lr_grad else out
 
 
-# A NumPy call with at least this many floating-point operations (G8) runs its tasks in groups,
-# one thread per core: stacked matrix products per task run on one core in OpenBLAS, and threads
-# that each take a share of the tasks use the others. Measured on 2 cores (benchmarks/README.md,
-# "Thread use"): 1.3 to 2x faster from about 1.5e8 flops up, no gain or a loss below.
-THREAD_FLOPS = 1.5e8
-MAX_THREADS = 8  # measured with 2; more threads contend for the GIL between short operations
-
-
-def _by_task_groups(p, run, form, lr_grad):
-    """``run(p)``, or on NumPy for large calls ``run`` on groups of tasks in threads, the per-task
-    results joined in task order. Every task is computed exactly as in one call, so the result is
-    bit for bit the same."""
-    xp = p.xp
-    T = p.Xs.shape[0]
-    workers = min(os.cpu_count() or 1, MAX_THREADS, T)
-    primal, dual_cost = dual.costs(p, lr_grad=lr_grad)
-    flops = T * (dual_cost if form == "dual" else primal)
-    if workers < 2 or flops < THREAD_FLOPS or not array_api_compat.is_numpy_namespace(xp):
-        return run(p)
-    edges = [T * k // workers for k in range(workers + 1)]
-    parts = [replace(p, Xs=p.Xs[a:b, ...], ys=p.ys[a:b, ...], Xq=p.Xq[a:b, ...], yq=p.yq[a:b, ...])
-             for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    others = [_pool().submit(run, part) for part in parts[1:]]
-    results = [run(parts[0])] + [f.result() for f in others]
-    return tuple(None if r[0] is None else xp.concat(r, axis=0) for r in zip(*results, strict=True))
-
-
-_POOL = []
-_POOL_LOCK = threading.Lock()
-
-
-def _pool():
-    """One process-wide pool of (cores - 1) worker threads, made on first use; the calling thread
-    takes the first group of tasks itself."""
-    with _POOL_LOCK:
-        if not _POOL:
-            workers = max(1, min(os.cpu_count() or 2, MAX_THREADS) - 1)
-            _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="refmaml"))
-        return _POOL[0]
-
-
-def _primal(p, *, first_order, lr_grad):
-    """Per-task losses, meta-gradients (M6), (V2) and rate gradients (V3)-(V5) in parameter space."""
+def primal(p, *, first_order, lr_grad):
+    """Per-task losses ``(T,)``, meta-gradients ``(T,) + P`` (M6), (V2) and rate gradients (V3)-(V5)
+    in parameter space: the reverse pass, for any model."""
     model = p.model
     keep = (() if first_order else ("states",)) + (("grads",) if lr_grad else ())
-    theta_K, kept = _inner_loop(p, keep)
-    losses, g = model._value_grad(theta_K, p.Xq, p.yq, 0.0)
+    theta_K, kept = inner_loop(p, keep)
+    losses, g = model.value_grad(theta_K, p.Xq, p.yq, 0.0)
     g_K, rate_grads = g, []
     for k in reversed(range(p.steps)):
         adjoint = g_K if first_order else g
         if lr_grad:
             rate_grads.append(-adjoint * kept["grads"][k])
         if not first_order:
-            g = g - model._hvp_state(kept["states"][k], p.Xs, p.step_rate(k) * g, p.l2)
+            g = g - model.hvp_state(kept["states"][k], p.Xs, p.step_rate(k) * g, p.l2)
     rates = _rate_gradient(p, rate_grads[::-1], losses.shape[0]) if lr_grad else None
     return losses, g, rates
 

@@ -220,8 +220,7 @@ def _null_space(p):
     xp = p.xp
     shift = _class_shift(p)
     H = p.hessian(p.theta, l2=0.0)
-    return float(check._norm(xp, p.hvp(p.theta, shift, l2=0.0))) / (
-        float(check._norm(xp, H)) * float(check._norm(xp, shift)))
+    return check.norm(p.hvp(p.theta, shift, l2=0.0)) / (check.norm(H) * check.norm(shift))
 
 
 def _row_sums(l2):
@@ -230,7 +229,7 @@ def _row_sums(l2):
         xp = p.xp
         _, G = p.meta(l2=l2)(p.theta)
         C = G.shape[-1]
-        return float(check._norm(xp, xp.sum(G, axis=-1))) / (C ** 0.5 * float(check._norm(xp, G)))
+        return check.norm(xp.sum(G, axis=-1)) / (C ** 0.5 * check.norm(G))
     return run
 
 
@@ -307,7 +306,7 @@ def taylor_remainders(p, alpha):
     reptile = reptile_direction(p.theta, p.Xs, p.ys, **kw) / (alpha * K)
     first = meta_value_and_grad(p.theta, p.Xs, p.ys, p.Xs, p.ys, first_order=True, **kw)[1]
     full = meta_value_and_grad(p.theta, p.Xs, p.ys, p.Xs, p.ys, **kw)[1]
-    return [float(check._norm(xp, a - (g - c * alpha * Hg)))
+    return [check.norm(a - (g - c * alpha * Hg))
             for a, c in ((reptile, (K - 1) / 2), (first, K), (full, 2 * K))]
 
 

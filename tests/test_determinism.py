@@ -112,13 +112,13 @@ def test_threads_get_the_answers_of_sequential_calls():
 def test_threads_share_the_task_groups_pool():
     """Large NumPy calls split their tasks over a process-wide pool; callers from many threads at
     once still get their own tasks' results, in order, bit for bit."""
-    from refmaml import dual, maml
+    from refmaml import models, policy, problem
 
     rng = np.random.default_rng(3)
     problems = [_problem("logistic", T=32, n=40, m=40, d=1000, rng=rng) for _ in range(6)]
     kw = dict(inner_lr=0.1, inner_steps=5, form="dual")
-    p = maml._problem(*problems[0], "logistic", 0.0, inner_lr=0.1, inner_steps=5)
-    assert 32 * dual.costs(p, lr_grad=False)[1] >= maml.THREAD_FLOPS  # the grouped path, where cores > 1
+    p = problem.meta(models.get("logistic"), *problems[0], inner_lr=0.1, inner_steps=5)
+    assert 32 * policy.costs(p, lr_grad=False)[1] >= policy.THREAD_FLOPS  # the grouped path, where cores > 1
     want = [refmaml.meta_value_and_grad(*p, **kw) for p in problems]
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         got = list(pool.map(lambda p: refmaml.meta_value_and_grad(*p, **kw), problems))

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import refmaml
-from refmaml import dual, maml
 
 from . import reference as ref
 
@@ -108,32 +107,3 @@ def test_form_must_be_known():
     with pytest.raises(ValueError, match="form"):
         refmaml.meta_value_and_grad(**_problem(0, "logistic", 1, 2, 2, 3), inner_lr=0.1, inner_steps=1,
                                     form="gram")
-
-
-@pytest.mark.parametrize("n, d, K, expected", [(5, 784, 20, "dual"), (25, 64, 1, "primal"),
-                                               (5, 784, 0, "primal"), (100, 50, 10, "primal")])
-def test_auto_takes_the_cheaper_form(n, d, K, expected, monkeypatch):
-    """(G8): the choice follows the cost formulas."""
-    p = maml._problem(*_problem(0, "logistic", 2, n, n, d).values(), "logistic", 0.0, inner_lr=0.1,
-                      inner_steps=K)
-    primal, dual_cost = dual.costs(p)
-    assert (dual_cost < dual.PRIMAL_WEIGHT * primal) == (expected == "dual")
-    assert dual.choose(p, "auto") == expected
-    called = []
-    monkeypatch.setattr(dual, "value_and_grad", lambda *a, **k: called.append(1) or maml._primal(*a, **k))
-    refmaml.meta_value_and_grad(*_problem(0, "logistic", 2, n, n, d).values(), inner_lr=0.1, inner_steps=K)
-    assert bool(called) == (expected == "dual")
-
-
-@pytest.mark.parametrize("form", ["primal", "dual"])
-def test_task_groups_in_threads_give_the_same_bits(form, monkeypatch):
-    """Large NumPy calls run their tasks in groups over threads (``maml.THREAD_FLOPS``): every task
-    is computed as in one call, so the results are identical, loss, gradient and rates."""
-    p = _problem(3, "softmax", T=7, n=4, m=5, d=6)
-    kw = dict(inner_lr=np.full((3, 1, 1), 0.3), inner_steps=3, model="softmax", lr_grad=True, form=form)
-    monkeypatch.setattr(maml, "THREAD_FLOPS", float("inf"))
-    one = refmaml.meta_value_and_grad(**p, **kw, reduction="none")
-    monkeypatch.setattr(maml, "THREAD_FLOPS", 0.0)
-    monkeypatch.setattr(maml.os, "cpu_count", lambda: 3)
-    grouped = refmaml.meta_value_and_grad(**p, **kw, reduction="none")
-    assert all(np.array_equal(a, b) for a, b in zip(one, grouped, strict=True))

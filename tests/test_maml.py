@@ -205,7 +205,8 @@ def test_meta_gradient_is_never_built_from_a_hessian(monkeypatch, model, form):
     def forbidden(*a, **k):
         raise AssertionError("explicit Hessian formed")
 
-    monkeypatch.setattr(models.get(model), "_hessian", forbidden)
+    monkeypatch.setattr(models.get(model), "hessian_matrix", forbidden)
+    monkeypatch.setattr(models.get(model).network, "hessian", forbidden)
     p = _problem(seed=0, model=model)
     refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3, model=model, form=form)
 
@@ -217,7 +218,7 @@ def test_cost_is_K_gradients_K_hvps_and_one_query_gradient(monkeypatch, K, model
     and gradient once, together."""
     calls = {"grad": 0, "query": 0, "hvp": 0}
     module = models.get(model)
-    for name, key in (("_grad_state", "grad"), ("_value_grad", "query"), ("_hvp_state", "hvp")):
+    for name, key in (("grad_state", "grad"), ("value_grad", "query"), ("hvp_state", "hvp")):
         original = getattr(module, name)
 
         def counted(*a, _original=original, _key=key, **k):

@@ -219,7 +219,7 @@ def test_hvp_costs_two_matrix_products(monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("explicit Hessian formed")
 
-    monkeypatch.setattr(softmax, "_hessian", forbidden)
+    monkeypatch.setattr(softmax.MODEL, "hessian_matrix", forbidden)
     rng = np.random.default_rng(3)
     X, theta, V = rng.standard_normal((2, 6, 4)), rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
 
@@ -234,6 +234,6 @@ def test_hvp_costs_two_matrix_products(monkeypatch):
             Counting.products += 1
             return np.asarray(other) @ np.asarray(self)
 
-    P = softmax._grad_state(theta, X, np.eye(3)[rng.integers(0, 3, (2, 6))], 0.0)[1]
-    softmax._hvp_state(P, X.view(Counting), V, 0.1)
+    state = softmax.MODEL.grad_state(theta, X, np.eye(3)[rng.integers(0, 3, (2, 6))], 0.0)[1]
+    softmax.MODEL.hvp_state(state, X.view(Counting), V, 0.1)
     assert Counting.products == 2

@@ -82,7 +82,7 @@ BAD_META = [
     (dict(Xs=GOOD["Xs"].astype(complex)), TypeError, "Xs"),
     (dict(theta=GOOD["theta"].astype(np.float16)), TypeError, "theta"),
     (dict(theta=[[1, 2], [3]]), TypeError, "theta"),
-    (dict(model="linear"), ValueError, "model"),
+    (dict(model="quadratic"), ValueError, "model"),
     (dict(reduction="max"), ValueError, "reduction"),
     (dict(first_order=1), TypeError, "first_order"),
 ]
@@ -94,9 +94,8 @@ def test_meta_value_and_grad_rejects(changes, exc, name, monkeypatch):
     def no_work(*a, **k):
         raise AssertionError("computation started before the input was checked")
 
-    monkeypatch.setattr(logistic, "_grad_state", no_work)
-    monkeypatch.setattr(logistic, "_loss", no_work)
-    monkeypatch.setattr(logistic, "_value_grad", no_work)
+    for method in ("grad_state", "value", "value_grad"):
+        monkeypatch.setattr(logistic.MODEL, method, no_work)
     with pytest.raises(exc, match=name):
         meta(**changes)
 
@@ -130,8 +129,8 @@ def test_softmax_meta_value_and_grad_rejects(changes, exc, pattern, monkeypatch)
     def no_work(*a, **k):
         raise AssertionError("computation started before the input was checked")
 
-    for name in ("_grad_state", "_loss", "_value_grad"):
-        monkeypatch.setattr(softmax, name, no_work)
+    for name in ("grad_state", "value", "value_grad"):
+        monkeypatch.setattr(softmax.MODEL, name, no_work)
     args = {**SOFTMAX, **RATE, **changes}
     with pytest.raises(exc, match=pattern):
         refmaml.meta_value_and_grad(args.pop("theta"), args.pop("Xs"), args.pop("ys"), args.pop("Xq"),

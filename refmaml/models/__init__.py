@@ -1,15 +1,30 @@
-"""Models: one module per model, each with ``loss``, ``grad``, ``hvp``, ``hessian``, ``predict``."""
+"""Models: a network (parameters -> outputs) times a loss head (outputs -> loss).
 
-from . import logistic, softmax
+``derivations/models.md`` writes the gradient and the Hessian-vector product of any pair once;
+:class:`Model` implements them. The registered pairs, each a module with ``loss``, ``grad``,
+``hvp``, ``hessian`` and ``predict``:
 
-MODELS = {"logistic": logistic, "softmax": softmax}
+* :mod:`.logistic`: the linear network with the logistic head, ``theta (d,)``, labels 0/1;
+* :mod:`.softmax`: the linear network with the softmax head, ``theta (d, C)``, labels in ``[0, C)``;
+* :mod:`.linear`: the linear network with the mse head (linear regression), ``theta (d,)``.
+
+``model=`` takes a registered name or a :class:`Model` object everywhere.
+"""
+
+from . import heads, linear, logistic, networks, softmax
+from .model import Model
+
+MODELS = {"logistic": logistic.MODEL, "softmax": softmax.MODEL, "linear": linear.MODEL}
 
 
-def get(name):
-    """The model module registered under ``name`` (``"logistic"`` or ``"softmax"``)."""
-    if not isinstance(name, str) or name not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(map(repr, MODELS))}; got {name!r}")
-    return MODELS[name]
+def get(model):
+    """The :class:`Model` registered under the name ``model``, or ``model`` itself if it is one."""
+    if isinstance(model, Model):
+        return model
+    if not isinstance(model, str) or model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(map(repr, MODELS))} or a refmaml.models.Model "
+                         f"object; got {model!r}")
+    return MODELS[model]
 
 
-__all__ = ["logistic", "softmax", "get", "MODELS"]
+__all__ = ["Model", "MODELS", "get", "heads", "linear", "logistic", "networks", "softmax"]

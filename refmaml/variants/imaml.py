@@ -10,9 +10,8 @@ synchronisation but no data transfer.
 
 import math
 
-from .. import _validate, _xp
+from .. import _validate, _xp, models, problem
 from ..errors import ConvergenceError
-from ..maml import _problem
 
 NEWTON_MAXITER = 100
 HALVINGS = 60  # line search: the step never shrinks below 2^-60
@@ -84,10 +83,10 @@ def _inner_solve(p, lam, tol):
     rounding = 8 * _xp.eps(xp, p.theta.dtype)
 
     def objective(phi):
-        return model._loss(phi, p.Xs, p.ys, p.l2) + (lam / 2) * _xp.task_dot(xp, phi - anchor, phi - anchor)
+        return model.value(phi, p.Xs, p.ys, p.l2) + (lam / 2) * _xp.task_dot(xp, phi - anchor, phi - anchor)
 
     phi = anchor
-    g, state = model._grad_state(phi, p.Xs, p.ys, p.l2)
+    g, state = model.grad_state(phi, p.Xs, p.ys, p.l2)
     if not _xp.all_finite(xp, g, objective(phi)):
         raise _overflow()
     scale = _safe(xp, _norm(xp, g))
@@ -99,7 +98,7 @@ def _inner_solve(p, lam, tol):
             break
 
         def hessian(v, state=state):
-            return model._hvp_state(state, p.Xs, v, p.l2) + lam * v
+            return model.hvp_state(state, p.Xs, v, p.l2) + lam * v
 
         forcing = xp.minimum(xp.sqrt(residual), xp.full_like(residual, 0.5))
         d, _, _ = conjugate_gradient(xp, hessian, -grad, forcing, 10 * size + 10)
@@ -123,7 +122,7 @@ def _inner_solve(p, lam, tol):
                 "tol may be below what rounding allows, or lam, l2, theta or Xs badly scaled",
                 residual=float(xp.max(residual)), tolerance=tol)
         phi = phi + _per_task(xp, t, d) * d
-        g, state = model._grad_state(phi, p.Xs, p.ys, p.l2)
+        g, state = model.grad_state(phi, p.Xs, p.ys, p.l2)
     worst = float(xp.max(residual))
     if not worst <= tol:
         raise ConvergenceError(
@@ -161,7 +160,7 @@ def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0
     residuals, floats), ``inner_iterations`` and ``cg_iterations``, and ``tol``.
     """
     lam = _validate.positive(lam, "lam")
-    p = _problem(theta, Xs, ys, Xq, yq, model, l2)
+    p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=problem.NO_RATE)
     xp = p.xp
     if _xp.is_complex(xp, p.theta):
         raise TypeError("implicit MAML takes real theta; complex parameters are for the complex "
@@ -171,10 +170,10 @@ def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0
     cg_maxiter = 10 * size + 10 if cg_maxiter is None else _validate.steps(cg_maxiter, "cg_maxiter")
     with _xp.quiet_overflow():
         phi, state, inner_residual, inner_iterations = _inner_solve(p, lam, tol)
-        losses, gq = p.model._value_grad(phi, p.Xq, p.yq, 0.0)
+        losses, gq = p.model.value_grad(phi, p.Xq, p.yq, 0.0)
 
         def system(v):
-            return v + p.model._hvp_state(state, p.Xs, v, p.l2) / lam
+            return v + p.model.hvp_state(state, p.Xs, v, p.l2) / lam
 
         g, cg_residual, cg_iterations = conjugate_gradient(xp, system, gq, tol, cg_maxiter)
     worst = float(xp.max(cg_residual))

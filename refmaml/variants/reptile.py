@@ -1,7 +1,7 @@
 """Reptile (Nichol, Achiam and Schulman 2018): ``derivations/variants.md`` (V6)-(V9)."""
 
-from .. import _xp
-from ..maml import _inner_loop, _problem, _require_finite
+from .. import _xp, models, problem
+from ..maml import check_overflow, inner_loop
 
 
 def reptile_direction(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0):
@@ -15,8 +15,8 @@ def reptile_direction(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic",
 
     Returns an array of ``theta``'s shape, in the inputs' namespace and device.
     """
-    p = _problem(theta, Xs, ys, None, None, model, l2, inner_lr=inner_lr, inner_steps=inner_steps)
+    p = problem.meta(models.get(model), theta, Xs, ys, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps)
     with _xp.quiet_overflow():
-        theta_K, _ = _inner_loop(p)
-    _require_finite(p, "theta_K", theta_K)
+        theta_K, _ = inner_loop(p)
+    check_overflow(p, "theta_K", theta_K)
     return p.xp.mean(p.theta - theta_K, axis=0)

@@ -1,0 +1,170 @@
+"""Linear regression: ``z = X @ theta`` with the mean squared error, the linear network times the
+mse head; and MAML on it in closed form.
+
+Equations are in ``derivations/linear.md``; the pair is (H5) with the mse head of (H6)
+(``derivations/models.md``). Shapes: one task has ``theta (d,)``, ``X (n, d)``, real targets
+``y (n,)``; a stack of ``T`` tasks has ``X (T, n, d)``, ``y (T, n)`` and ``theta`` either shared,
+``(d,)``, or one per task, ``(T, d)``. The loss is the mean over examples of ``(x^T theta - y)^2``
+(PyTorch's ``mse_loss``, reduction ``"mean"``, no 1/2) plus ``(l2/2)||theta||^2``. ``MODEL`` is the
+model object the MAML functions use (``model="linear"``).
+
+The Hessian of the support loss does not depend on ``theta`` (Q3), so the inner loop of MAML is
+affine, ``theta_K = M theta + c`` (Q4), (Q5), and the meta-loss is quadratic in ``theta``:
+:func:`affine_map`, :func:`closed_form_meta_value_and_grad` and :func:`meta_optimum` compute what
+reverse accumulation computes, and the best initialisation, without it (Q6)-(Q9).
+"""
+
+from array_api_compat import device
+
+from .. import _xp, problem
+from . import heads, networks
+from .model import Model
+
+MODEL = Model("linear", networks.Linear(1), heads.MSE_HEAD)
+
+
+def loss(theta, X, y, *, l2=0.0):
+    """Mean squared error plus ``(l2/2)||theta||^2``: ``derivations/linear.md`` (Q1).
+
+    Returns a 0-d array for one task, ``(T,)`` for a stack.
+    """
+    return MODEL.loss(theta, X, y, l2=l2)
+
+
+def grad(theta, X, y, *, l2=0.0):
+    """``(2/n) X^T (X theta - y) + l2 theta``: ``derivations/linear.md`` (Q2).
+
+    Returns ``(d,)`` for one task, ``(T, d)`` for a stack.
+    """
+    return MODEL.grad(theta, X, y, l2=l2)
+
+
+def hvp(theta, X, y, v, *, l2=0.0):
+    """``(2/n) X^T (X v) + l2 v``, the same at every ``theta``: ``derivations/linear.md`` (Q3).
+
+    ``v`` has ``theta``'s shape, or ``(T, d)`` for a stack of tasks. ``y`` is checked but does not
+    enter. Returns ``(d,)`` or ``(T, d)``.
+    """
+    return MODEL.hvp(theta, X, y, v, l2=l2)
+
+
+def hessian(theta, X, y, *, l2=0.0):
+    """``(2/n) X^T X + l2 I``, ``(d, d)`` or ``(T, d, d)``: ``derivations/linear.md`` (Q3)."""
+    return MODEL.hessian(theta, X, y, l2=l2)
+
+
+def predict(theta, X):
+    """``X @ theta``: ``(n,)`` for one task, ``(T, n)`` for a stack (``derivations/linear.md`` (Q1))."""
+    return MODEL.predict(theta, X)
+
+
+# ------------------------------------------------------------------------- MAML in closed form
+
+def _problem(Xs, ys, Xq, yq, inner_lr, inner_steps, l2):
+    """The validated problem of a closed-form call: real inputs, ``theta`` implied ``(d,)``."""
+    arrays = {"Xs": Xs, "ys": ys, "inner_lr": inner_lr}
+    if Xq is not problem.ABSENT:
+        arrays.update(Xq=Xq, yq=yq)
+    xp, dev = _xp.namespace(**arrays)
+    X = problem.features(xp, dev, Xs, "Xs")
+    zero = xp.zeros((X.shape[-1],), dtype=X.dtype, device=dev)
+    p = problem.meta(MODEL, zero, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps)
+    if _xp.is_complex(p.xp, p.rate):
+        raise TypeError("inner_lr must be real for the closed forms of linear regression")
+    return p
+
+
+def _affine(p):
+    """``(M (T, d, d), c (T, d))`` of (Q5) by the recursion (Q4)."""
+    xp = p.xp
+    T, n, d = p.Xs.shape
+    dev = device(p.Xs)
+    XsT = xp.matrix_transpose(p.Xs)
+    eye = xp.eye(d, dtype=p.Xs.dtype, device=dev)
+    H = 2 * (XsT @ p.Xs) / n + p.l2 * eye                       # (Q3)
+    b = 2 * (XsT @ p.ys[..., None])[..., 0] / n                  # (Q4)
+    M = xp.broadcast_to(eye, (T, d, d))
+    c = xp.zeros((T, d), dtype=p.Xs.dtype, device=dev)
+    for k in range(p.steps):
+        a = xp.broadcast_to(p.step_rate(k), (d,))
+        M = M - xp.reshape(a, (d, 1)) * (H @ M)                   # (I - A_k H) M
+        c = c - a * ((H @ c[..., None])[..., 0] - b)              # (I - A_k H) c + A_k b
+    return M, c
+
+
+def _query(p):
+    """``Q = (2/m) X_q^T X_q`` and ``q = (2/m) X_q^T y_q`` per task (Q6)."""
+    xp = p.xp
+    m = p.Xq.shape[1]
+    XqT = xp.matrix_transpose(p.Xq)
+    return 2 * (XqT @ p.Xq) / m, 2 * (XqT @ p.yq[..., None])[..., 0] / m
+
+
+def affine_map(Xs, ys, *, inner_lr, inner_steps, l2=0.0):
+    """The inner loop as an affine map, ``theta_K = M theta + c``: ``derivations/linear.md`` (Q4), (Q5).
+
+    ``M = (I - A_{K-1} H_s) ... (I - A_0 H_s)`` with ``A_k = diag(alpha_k)`` and ``H_s`` the support
+    Hessian (Q3); ``inner_lr`` is a scalar, per-parameter ``(d,)`` or per-step ``(K, 1)`` / ``(K, d)``
+    (``derivations/variants.md`` (V1)), real. Returns ``(M, c)``: ``(d, d)`` and ``(d,)`` for one
+    task, ``(T, d, d)`` and ``(T, d)`` for a stack.
+    """
+    p = _problem(Xs, ys, problem.ABSENT, problem.ABSENT, inner_lr, inner_steps, l2)
+    M, c = _affine(p)
+    return (M, c) if p.batched else (M[0, ...], c[0, ...])
+
+
+def closed_form_meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
+    """Meta-loss and meta-gradient of linear-regression MAML from the affine map, with no reverse
+    pass: ``F_t = L_q(M_t theta + c_t)``, ``grad F_t = M_t^T grad L_q(M_t theta + c_t)``
+    (``derivations/linear.md`` (Q6), (Q7)); the mean over tasks.
+
+    Real inputs; ``theta (d,)``; the other arguments as in :func:`refmaml.meta_value_and_grad`.
+    Returns ``(meta_loss, meta_grad)``, a 0-d array and ``(d,)``. Costs ``O(K d^3)`` per task: a
+    reference for teaching and tests, not a fast path.
+    """
+    p = problem.meta(MODEL, theta, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps)
+    if _xp.is_complex(p.xp, p.theta):
+        raise TypeError("theta and inner_lr must be real for the closed forms of linear regression")
+    xp = p.xp
+    M, c = _affine(p)
+    Q, q = _query(p)
+    theta_K = (M @ p.theta[..., None])[..., 0] + c
+    residual = p.Xq @ theta_K[..., None]
+    losses = xp.mean((residual[..., 0] - p.yq) ** 2, axis=-1)
+    g_K = (Q @ theta_K[..., None])[..., 0] - q                    # grad L_q(theta_K), (Q6)
+    g = (xp.matrix_transpose(M) @ g_K[..., None])[..., 0]         # (Q7)
+    return xp.mean(losses), xp.mean(g, axis=0)
+
+
+def meta_optimum(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
+    """The initialisation that minimises the MAML meta-loss of linear regression:
+    ``derivations/linear.md`` (Q8), (Q9).
+
+    Solves the ``d x d`` system ``(sum_t M_t^T Q_t M_t) theta = sum_t M_t^T (q_t - Q_t c_t)`` for
+    scalar, per-step and per-parameter rates. Where that matrix is singular (rank below ``d``: for
+    instance ``T m < d`` query examples, or a rate that makes some ``I - alpha H_s`` singular in
+    every task) the meta-loss has no unique minimiser, and this is a ValueError that says so.
+    Returns an array of shape ``(d,)`` in the inputs' namespace.
+    """
+    p = _problem(Xs, ys, Xq, yq, inner_lr, inner_steps, l2)
+    xp = p.xp
+    M, c = _affine(p)
+    Q, q = _query(p)
+    Mt = xp.matrix_transpose(M)
+    S = xp.sum(Mt @ Q @ M, axis=0)                                      # (Q8)
+    r = xp.sum((Mt @ (q - (Q @ c[..., None])[..., 0])[..., None])[..., 0], axis=0)
+    eig = xp.linalg.eigvalsh(S)
+    d = S.shape[0]
+    top = float(xp.max(xp.abs(eig)))
+    tol = d * _xp.eps(xp, S.dtype) * top
+    rank = int(xp.sum(xp.astype(eig > tol, xp.int64)))
+    if rank < d:
+        T, m = p.Xq.shape[:2]
+        hint = f"; here T m = {T * m} < d = {d}" if T * m < d else ""
+        raise ValueError(
+            f"the meta-loss has no unique minimiser: its d x d system (derivations/linear.md (Q8)) has "
+            f"rank {rank} < d = {d} (eigenvalues at most {tol:.1e} of {top:.1e} count as 0){hint}; "
+            "more query examples or tasks, or rates with every 1 - alpha eigenvalue away from 0, "
+            "make it unique")
+    return xp.linalg.solve(S, r[:, None])[:, 0]
+

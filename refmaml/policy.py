@@ -1,0 +1,110 @@
+"""The speed policy: which form computes a meta-gradient, and how a large call shares the cores.
+
+Nothing here changes a result: both forms give the same numbers to rounding
+(``derivations/dual.md``), and a call split into groups of tasks gives the same bits as one call.
+What is decided here, and how:
+
+* the form (``form="auto"``): the cheaper of the primal and the dual form by the operation counts
+  of ``derivations/dual.md`` (G8), the primal form's memory-bound matrix-vector flops weighted by
+  :data:`PRIMAL_WEIGHT`; the dual form only where the network is linear and the rates allow it (G5);
+* task groups: on NumPy, a call of at least :data:`THREAD_FLOPS` operations runs its tasks in
+  groups, one thread per core (stacked matrix products run one task at a time on one core).
+"""
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import array_api_compat
+
+from . import dual
+
+FORMS = ("auto", "primal", "dual")
+
+# The primal form's products are matrix-vector products (memory-bound); the dual form's are small
+# matrix-matrix products. Measured on the benchmark machine (benchmarks/README.md), a flop of the
+# former takes about three times as long as one of the latter; "auto" weighs them so (G8).
+PRIMAL_WEIGHT = 3.0
+
+# A NumPy call with at least this many floating-point operations (G8) runs its tasks in groups,
+# one thread per core: stacked matrix products per task run on one core in OpenBLAS, and threads
+# that each take a share of the tasks use the others. Measured on 2 cores (benchmarks/README.md,
+# "Thread use"): 1.3 to 2x faster from about 1.5e8 flops up, no gain or a loss below.
+THREAD_FLOPS = 1.5e8
+MAX_THREADS = 8  # measured with 2; more threads contend for the GIL between short operations
+
+
+def costs(p, *, lr_grad=False):
+    """Floating-point operations per task of the primal and the dual form, ``(primal, dual)``
+    (``derivations/dual.md`` (G8)); ``None`` for the dual form where it cannot take the call."""
+    T, n, d = p.Xs.shape
+    m = p.Xq.shape[1]
+    K = p.steps
+    net = p.model.network
+    shape = tuple(p.theta.shape)
+    size = 1
+    for s in shape:
+        size *= s
+    primal = K * (net.gradient_flops(n, d, shape) + net.hvp_flops(n, d, shape)) \
+        + net.gradient_flops(m, d, shape) + (2 * K * size if lr_grad else 0)
+    kind = dual.rate_kind(p)
+    if kind is None:
+        return primal, None
+    C = net.outputs(shape)[0] if net.outputs(shape) else 1
+    cost = 2 * n * n * d + 2 * m * n * d + 4 * (n + m) * d * C + 4 * K * n * n * C + 4 * m * n * C
+    if lr_grad and kind == "feature":
+        cost += 2 * K * n * n * C + 2 * n * n * d + 2 * (n + m) * d * C
+    return primal, cost
+
+
+def plan(p, form, *, lr_grad=False):
+    """``(chosen, work)``: ``"primal"`` or ``"dual"`` for ``form`` in :data:`FORMS`, ``"auto"`` taking
+    the cheaper by (G8) with the primal form's flops weighted by :data:`PRIMAL_WEIGHT`; and the
+    operations of the whole call in that form, for :func:`by_task_groups`."""
+    if form == "dual" and not p.model.linear:
+        raise ValueError(f"form='dual' needs a linear network (z = X theta); the model {p.model.name!r} "
+                         "has a nonlinear one: use form='primal' or 'auto' (derivations/dual.md (G1))")
+    primal, cost = costs(p, lr_grad=lr_grad)
+    if form == "dual" and cost is None:
+        raise ValueError(
+            "form='dual' needs rates that are one number per step, or one per feature shared by "
+            "all steps and classes with l2=0 (derivations/dual.md (G5)); these rates have shape "
+            f"{tuple(p.rate.shape)} with l2={p.l2}: use form='primal' or 'auto'")
+    if form == "auto":
+        form = "dual" if cost is not None and cost < PRIMAL_WEIGHT * primal else "primal"
+    return form, p.tasks * (cost if form == "dual" else primal)
+
+
+def choose(p, form, *, lr_grad=False):
+    """The form :func:`plan` chooses."""
+    return plan(p, form, lr_grad=lr_grad)[0]
+
+
+def by_task_groups(p, run, work):
+    """``run(p)``, or on NumPy for calls of at least :data:`THREAD_FLOPS` operations (``work``)
+    ``run`` on groups of tasks in threads, the per-task results joined in task order. Every task is
+    computed exactly as in one call, so the result is bit for bit the same."""
+    xp = p.xp
+    T = p.tasks
+    workers = min(os.cpu_count() or 1, MAX_THREADS, T)
+    if workers < 2 or work < THREAD_FLOPS or not array_api_compat.is_numpy_namespace(xp):
+        return run(p)
+    edges = [T * k // workers for k in range(workers + 1)]
+    parts = [p.task_slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    others = [_pool().submit(run, part) for part in parts[1:]]
+    results = [run(parts[0])] + [f.result() for f in others]
+    return tuple(None if r[0] is None else xp.concat(r, axis=0) for r in zip(*results, strict=True))
+
+
+_POOL = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool():
+    """One process-wide pool of (cores - 1) worker threads, made on first use; the calling thread
+    takes the first group of tasks itself."""
+    with _POOL_LOCK:
+        if not _POOL:
+            workers = max(1, min(os.cpu_count() or 2, MAX_THREADS) - 1)
+            _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="refmaml"))
+        return _POOL[0]
