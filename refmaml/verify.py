@@ -25,6 +25,7 @@ times the condition number of (V13), with room), and its solver residuals
 against the default tolerance ``eps^(3/4)``.
 """
 
+import math
 from dataclasses import dataclass
 
 import array_api_compat
@@ -32,7 +33,7 @@ import numpy as np
 
 from . import _text, _validate, adapt, check, imaml_value_and_grad, meta_value_and_grad, models
 from . import reptile_direction
-from .models import logistic, softmax
+from .models import linear, logistic, softmax
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -82,17 +83,21 @@ class _Instance:
         rng = np.random.default_rng(seed)
         self.xp, self.device, self.dtype = xp, device, dtype
         self.name, self.model = model, models.get(model)
-        shape, classes = ((d,), 2) if model == "logistic" else ((d, C), C)
+        shape, classes = ((d, C), C) if model == "softmax" else ((d,), 2)
         put = self.put
+
+        def targets(size):  # real targets for linear regression, class labels otherwise
+            return rng.standard_normal(size) if model == "linear" else rng.integers(0, classes, size)
+
         self.theta = put(0.5 * rng.standard_normal(shape))
         self.X = put(rng.standard_normal((n, d)))
-        self.y = put(rng.integers(0, classes, n))
+        self.y = put(targets(n))
         self.u = put(rng.standard_normal(shape))
         self.v = put(rng.standard_normal(shape))
         self.Xs = put(rng.standard_normal((T, n, d)))
-        self.ys = put(rng.integers(0, classes, (T, n)))
+        self.ys = put(targets((T, n)))
         self.Xq = put(rng.standard_normal((T, m, d)))
-        self.yq = put(rng.integers(0, classes, (T, m)))
+        self.yq = put(targets((T, m)))
         self.l2 = 0.1
         self.alpha = 0.4
         self.K = 3
@@ -325,12 +330,16 @@ def _imaml_central(p):
 
 def _imaml_unrolled(p, steps=60):
     """variants.md (V11) against the complex step through ``steps`` gradient steps on (V10),
-    from phi_0 = theta (start and anchor), with step 1 / (h_max + lam)."""
+    from phi_0 = theta (start and anchor), with step 1 / (h_max + 1 + lam). ``steps=None`` takes
+    as many as contract the distance to phi* below 1e-13: each step multiplies it by at most
+    ``1 - (lam + l2) / (h_max + 1 + lam)`` (l2 bounds the support Hessian from below)."""
     xp = p.xp
     h_max = max(float(xp.max(xp.linalg.eigvalsh(p.model.hessian(p.theta, p.Xs[t, ...], p.ys[t, ...],
                                                                   l2=p.l2))))
                 for t in range(p.Xs.shape[0]))
     eta = 1 / (h_max + 1 + p.lam)  # h_max at theta, plus room for the curvature along the path
+    if steps is None:
+        steps = math.ceil(math.log(1e-13) / math.log(1 - eta * (p.lam + p.l2)))
 
     def loss(t):
         phi = t
@@ -371,7 +380,9 @@ def _variant_identities(name):
          "variants.md (V7)-(V9)", 0.05, True, _taylor_order),
         (f"iMAML ({name}) gradient = central differences", "variants.md (V11)", 1e-6, True, _imaml_central),
         (f"iMAML ({name}) gradient = complex step, 60 unrolled prox steps", "variants.md (V11)", 1e-10, True,
-         _imaml_unrolled),
+         _imaml_unrolled) if name != "linear" else
+        (f"iMAML ({name}) gradient = complex step, prox steps unrolled to contraction 1e-13",
+         "variants.md (V11)", 1e-10, True, lambda p: _imaml_unrolled(p, steps=None)),
         (f"iMAML ({name}) inner residual ||grad G|| / ||grad L_s(theta)||", "variants.md (V12)",
          EPS64 ** 0.75, False, lambda p: p.imaml(p.theta)[2]["inner_residual"]),
         (f"iMAML ({name}) CG residual ||b - Av|| / ||b||", "variants.md (V13), (V14)", EPS64 ** 0.75, False,
@@ -394,8 +405,8 @@ def _model_identities(name, eq):
         (f"{name} HVP symmetry <u,Hv> = <Hu,v>", eq["psd"], 1e-12, False,
          lambda p: check.hvp_symmetry_error(p.hvp, p.theta, p.u, p.v)),
         (f"{name} Hessian PSD (-min eig / max |eig|)", eq["psd"], 1e-12, False, _psd),
-        (f"{name} loss, gradient at logits +-1e4", eq["saturated"], 1e-12, False,
-         _saturated_logistic if name == "logistic" else _saturated_softmax),
+    ] + ([(f"{name} loss, gradient at logits +-1e4", eq["saturated"], 1e-12, False,
+           _saturated_logistic if name == "logistic" else _saturated_softmax)] if "saturated" in eq else []) + [
         (f"MAML ({name}) meta-gradient = complex step (K=3)", "maml.md (M6)", 1e-12, False,
          lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta()(t)[1], p.theta)),
         (f"MAML ({name}) meta-gradient = central differences (K=3)", "maml.md (M6)", 1e-6, True,
@@ -420,6 +431,62 @@ def _model_identities(name, eq):
     ] + _variant_identities(name)
 
 
+def _linear_rate(p, kind):
+    """Rates of linear regression's closed-form rows: a scalar, per parameter or per step."""
+    return p.alpha if kind == "scalar" else p.rates[kind]
+
+
+def _linear_closed_form(kind):
+    """linear.md (Q7): reverse accumulation (M6), (V2) against M^T grad L_q(M theta + c)."""
+    def run(p):
+        rate = _linear_rate(p, kind)
+        a = p.meta(inner_lr=rate)(p.theta)
+        b = linear.closed_form_meta_value_and_grad(p.theta, p.Xs, p.ys, p.Xq, p.yq, inner_lr=rate,
+                                                   inner_steps=p.K, l2=p.l2)
+        return max(check.relative_error(x, y) for x, y in zip(a, b, strict=True))
+    return run
+
+
+def _linear_hessian(p):
+    """linear.md (Q3): the Hessian at theta + u is (2/n) X^T X + l2 I, whatever theta and u."""
+    xp = p.xp
+    n, d = p.X.shape
+    want = 2 * (xp.matrix_transpose(p.X) @ p.X) / n + p.l2 * xp.eye(d, dtype=p.X.dtype, device=p.device)
+    return check.relative_error(p.hessian(p.theta + p.u), want)
+
+
+def _linear_affine(p):
+    """linear.md (Q5): adapt(theta) = M theta + c."""
+    M, c = linear.affine_map(p.Xs, p.ys, inner_lr=p.alpha, inner_steps=p.K, l2=p.l2)
+    theta_K = p.adapt(p.theta)
+    return check.relative_error((M @ p.theta[:, None])[..., 0] + c, theta_K)
+
+
+def _linear_optimum(kind):
+    """linear.md (Q8): the meta-gradient at meta_optimum, relative to the scale of its terms
+    ``||S|| ||theta*|| / T`` (a backward-stable solve leaves a few eps of it)."""
+    def run(p):
+        xp = p.xp
+        rate = _linear_rate(p, kind)
+        star = linear.meta_optimum(p.Xs, p.ys, p.Xq, p.yq, inner_lr=rate, inner_steps=p.K, l2=p.l2)
+        _, g = p.meta(inner_lr=rate)(star)
+        M, _ = linear.affine_map(p.Xs, p.ys, inner_lr=rate, inner_steps=p.K, l2=p.l2)
+        m = p.Xq.shape[1]
+        S = xp.sum(xp.matrix_transpose(M) @ (2 * xp.matrix_transpose(p.Xq) @ p.Xq / m) @ M, axis=0)
+        scale = float(xp.max(xp.linalg.eigvalsh(S))) * check.norm(star) / p.Xs.shape[0]
+        return check.norm(g) / scale
+    return run
+
+
+LINEAR_ROWS = [
+    ("linear Hessian = (2/n) X^T X + l2 I at every theta", "linear.md (Q3)", 1e-12, False, _linear_hessian),
+    ("MAML (linear) adapt = affine map M theta + c", "linear.md (Q4), (Q5)", 1e-12, False, _linear_affine),
+] + [(f"MAML (linear, {kind} rate) reverse accumulation = closed form M^T grad L_q", "linear.md (Q6), (Q7)",
+      1e-12, False, _linear_closed_form(kind)) for kind in ("scalar", "per parameter", "per step")] + [
+    (f"MAML (linear, {kind} rate) meta-gradient at meta_optimum / scale", "linear.md (Q8), (Q9)", 1e-12,
+     False, _linear_optimum(kind)) for kind in ("scalar", "per parameter", "per step")]
+
+
 # model -> [(identity, equation labels, float64 tolerance, float64 only, check)]
 IDENTITIES = {
     "logistic": _model_identities("logistic", dict(
@@ -439,6 +506,9 @@ IDENTITIES = {
         ("MAML softmax C=2 = logistic on t1-t0, rate 2 alpha", "softmax.md (S14)", 1e-12, False,
          _two_classes),
     ],
+    "linear": _model_identities("linear", dict(
+        grad="linear.md (Q2)", hvp="linear.md (Q3)", hessian="linear.md (Q3)", psd="linear.md (Q3)"))
+    + LINEAR_ROWS,
 }
 
 

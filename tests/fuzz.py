@@ -31,7 +31,7 @@ import numpy as np
 
 import refmaml
 from refmaml import check, evaluate, oracle, special, tasks
-from refmaml.models import logistic, softmax
+from refmaml.models import linear, logistic, softmax
 
 from . import reference
 
@@ -48,6 +48,7 @@ class Entry:
     reference: object = None  # args dict -> result of an independent implementation, or None
     rounding_level: bool = False  # the result is an error measure near 0: compare absolutely
     tol32: float = 2e-3  # float32 against float64, relative
+    legitimate: str = ""  # a pattern of errors that any input may meet (a singular system), or ""
 
 
 # --- valid problems ---------------------------------------------------------------------------
@@ -56,7 +57,13 @@ class Entry:
 def _labels(rng, model, shape, C):
     if model == "logistic":
         return rng.integers(0, 2, shape).astype(np.float64)
+    if model == "linear":
+        return rng.standard_normal(shape)
     return rng.integers(0, C, shape)
+
+
+def _shape(model, s):
+    return (s["d"], s["C"]) if model == "softmax" else (s["d"],)
 
 
 def _sizes(draw):
@@ -68,7 +75,7 @@ def _model_task(model, with_v=False):
         s = _sizes(draw)
         batched = s["T"] > 0
         lead = (s["T"],) if batched else ()
-        P = (s["d"],) if model == "logistic" else (s["d"], s["C"])
+        P = _shape(model, s)
         args = {
             "theta": 0.5 * rng.standard_normal(P),
             "X": rng.standard_normal(lead + (s["n"], s["d"])),
@@ -88,7 +95,7 @@ def _maml_task(model, query=True, rates=True):
     def make(rng, draw):
         s = _sizes(draw)
         T = max(s["T"], 1)
-        P = (s["d"],) if model == "logistic" else (s["d"], s["C"])
+        P = _shape(model, s)
         args = {
             "theta": 0.3 * rng.standard_normal(P),
             "Xs": rng.standard_normal((T, s["n"], s["d"])),
@@ -185,7 +192,7 @@ def _reference_meta(a):
 
 def _reference_loss(model):
     def ref(a):
-        f = reference.loss if model == "logistic" else reference.softmax_loss
+        f = reference.LOSS[model]
         if a["X"].ndim == 2:
             return f(a["theta"], a["X"], a["y"], a["l2"])
         return np.array([f(a["theta"], X, y, a["l2"]) for X, y in zip(a["X"], a["y"], strict=True)])
@@ -199,7 +206,7 @@ FEATURE_PARTNERS = {"X": ("theta", "y"), "Xs": ("theta", "ys", "Xq"), "Xq": ("th
 
 def _entries():
     out = []
-    for model, module in (("logistic", logistic), ("softmax", softmax)):
+    for model, module in (("logistic", logistic), ("softmax", softmax), ("linear", linear)):
         for fn in ("loss", "grad", "hvp", "hessian", "predict"):
             make = _model_task(model, with_v=fn == "hvp")
             if fn == "predict":
@@ -259,6 +266,7 @@ def _entries():
                 partners,
             )
         )
+    out += _closed_form_entries()
     for fn in ("sigmoid", "softplus", "log_sigmoid"):
         out.append(Entry(f"special.{fn}", (lambda f: lambda a: f(a["z"]))(getattr(special, fn)), _z))
     for fn in ("logsumexp", "log_softmax", "softmax"):
@@ -344,6 +352,35 @@ def _entries():
     return {e.name: e for e in out}
 
 
+def _closed_form_entries():
+    """linear.affine_map, linear.closed_form_meta_value_and_grad and linear.meta_optimum. The
+    optimum's draws have T m >= d most of the time; a singular system is a named ValueError."""
+    partners = {**LABEL_PARTNERS, **FEATURE_PARTNERS, "theta": ("Xs",), "inner_lr": ("theta", "Xs")}
+    make = _maml_task("linear")
+
+    def without(names):
+        return _drop(make, names)
+
+    def regular(rng, draw):
+        """A valid problem whose system (Q8) is regular: at least d query examples per task."""
+        args, kinds = without(("theta", "model"))(rng, draw)
+        T, m, d = args["Xq"].shape
+        if m < d:
+            args["Xq"] = rng.standard_normal((T, d, d))
+            args["yq"] = rng.standard_normal((T, d))
+        return args, kinds
+
+    return [
+        Entry("linear.affine_map", _maml_call(linear.affine_map, ("Xs", "ys")),
+              _drop(_maml_task("linear", query=False), ("theta", "model")), partners),
+        Entry("linear.closed_form_meta_value_and_grad",
+              _maml_call(linear.closed_form_meta_value_and_grad, ("theta", "Xs", "ys", "Xq", "yq")),
+              without(("model",)), partners),
+        Entry("linear.meta_optimum", _maml_call(linear.meta_optimum, ("Xs", "ys", "Xq", "yq")),
+              regular, partners, legitimate="no unique minimiser"),
+    ]
+
+
 def _correct(theta, Xs, ys, Xq, yq, **kw):
     return refmaml.meta_value_and_grad(theta, Xs, ys, Xq, yq, **kw)
 
@@ -416,6 +453,7 @@ def _array_mutations(a, rng, kind):
         ("fortran", np.asfortranarray(a), "same"),
         ("strided", _strided(a), "same"),
         ("read-only", _readonly(a), "same"),
+        ("none", None, "error"),
         ("object", a.astype(object), "error"),
         ("string", a.astype(str), "error"),
         ("nan", _poison(a, rng, np.nan), "error"),
@@ -447,6 +485,14 @@ def _array_mutations(a, rng, kind):
             ("two", np.full_like(a, 2.0), "error"),
             ("half", np.full_like(a, 0.5), "error"),
             ("minus one", np.full_like(a, -1.0), "error"),
+        ]
+    if kind == "linear-labels":
+        out += [
+            ("integer", np.rint(3 * a).astype(np.int32), "same"),
+            ("float32", a.astype(np.float32), "either"),
+            ("boolean", a > 0, "error"),
+            ("complex", a.astype(np.complex128), "error"),
+            ("huge", a * 1e300, "either"),
         ]
     if kind == "softmax-labels":
         C = 4  # larger than any class count the valid problems draw: out of range for every theta
@@ -605,6 +651,8 @@ def run(entry, args, name, label, value, expectation):
             raise AssertionError(f"{where}: raised {type(exc).__name__}: {exc}") from exc
     after = _snapshot(mutated)
     assert before == after, f"{where}: an input array was modified"
+    if outcome == "error" and entry.legitimate and re.search(entry.legitimate, message):
+        expectation = "either"  # still a named error, whatever the mutation
     if outcome == "error":
         assert expectation in ("error", "either"), f"{where}: raised ({message}), expected success"
         allowed = {name, *entry.partners.get(name, ())} if expectation == "error" else set(mutated)

@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from refmaml.models import logistic, softmax
+from refmaml.models import linear, logistic, softmax
 
 from . import reference as ref
 
@@ -25,8 +25,9 @@ VALUES = st.one_of(st.just(0.0), st.floats(1e-8, 3), st.floats(-3, -1e-8))
 def _problems(draw, classes, batched):
     """``(theta, X, y, v, l2)``: one task, or a stack of tasks with shared or per-task theta.
 
-    ``classes`` is None for the binary model (``theta (d,)``, float 0/1 labels),
-    else the largest class count to draw (``theta (d, C)``, integer labels).
+    ``classes`` is None for the binary model (``theta (d,)``, float 0/1 labels), ``"real"`` for
+    linear regression (``theta (d,)``, real targets of the same range as the features), else the
+    largest class count to draw (``theta (d, C)``, integer labels).
     """
     d = draw(st.integers(1, 6 if classes is None else 5))
     n = draw(st.integers(1, 8))
@@ -38,6 +39,9 @@ def _problems(draw, classes, batched):
     if classes is None:
         shape = (d,)
         y = draw(arrays(np.bool_, lead + (n,))).astype(np.float64)
+    elif classes == "real":
+        shape = (d,)
+        y = draw(arrays(np.float64, lead + (n,), elements=VALUES))
     else:
         C = draw(st.integers(2, classes))
         shape = (d, C)
@@ -60,7 +64,7 @@ class Model:
     name: str
     module: object
     param_ndim: int
-    classes: object  # None (binary) or the largest class count drawn
+    classes: object  # None (binary), "real" (regression) or the largest class count drawn
     ref_loss: object
     ref_grad: object
     residual: object  # (theta_t, X_t, y_t) -> |P - Y| per example
@@ -111,4 +115,9 @@ SOFTMAX = Model(
     residual=lambda th, Xt, yt: np.abs(ref.softmax_probabilities(Xt @ th) - ref.one_hot(yt, th.shape[1])),
     hvp_terms=_softmax_hvp_terms,
 )
-MODELS = [LOGISTIC, SOFTMAX]
+LINEAR = Model(
+    "linear", linear, 1, "real", ref.linear_loss, ref.linear_grad,
+    residual=lambda th, Xt, yt: 2 * (np.abs(Xt) @ np.abs(th) + np.abs(yt)),
+    hvp_terms=lambda th, Xt, vt: 2 * np.abs(Xt) @ np.abs(vt),
+)
+MODELS = [LOGISTIC, SOFTMAX, LINEAR]

@@ -68,8 +68,18 @@ def softmax_grad(theta, X, y, l2=0.0):
     return X.T @ (P - one_hot(y, theta.shape[1])) / X.shape[0] + l2 * theta
 
 
-LOSS = {"logistic": loss, "softmax": softmax_loss}
-GRAD = {"logistic": grad, "softmax": softmax_grad}
+def linear_loss(theta, X, y, l2=0.0):
+    """Mean squared error of ``X theta`` against real targets plus (l2/2)||theta||^2, one task."""
+    e = X @ theta - y
+    return np.mean(e * e) + 0.5 * l2 * np.sum(theta * theta)
+
+
+def linear_grad(theta, X, y, l2=0.0):
+    return 2 * X.T @ (X @ theta - y) / X.shape[0] + l2 * theta
+
+
+LOSS = {"logistic": loss, "softmax": softmax_loss, "linear": linear_loss}
+GRAD = {"logistic": grad, "softmax": softmax_grad, "linear": linear_grad}
 
 
 def adapt(theta, Xs, ys, alpha, K, l2=0.0, model="logistic"):

@@ -14,23 +14,26 @@ import refmaml
 
 from . import reference as ref
 
-MODELS = ["logistic", "softmax"]
+MODELS = ["logistic", "softmax", "linear"]
 
 
 def _problem(seed, model, T, n, m, d, C=3):
     rng = np.random.default_rng(seed)
-    shape, k = ((d,), 2) if model == "logistic" else ((d, C), C)
+    shape, k = ((d, C), C) if model == "softmax" else ((d,), 2)
+
+    def labels(size):
+        return rng.standard_normal(size) if model == "linear" else rng.integers(0, k, size)
+
     return dict(theta=0.5 * rng.standard_normal(shape), Xs=rng.standard_normal((T, n, d)),
-                ys=rng.integers(0, k, (T, n)), Xq=rng.standard_normal((T, m, d)),
-                yq=rng.integers(0, k, (T, m)))
+                ys=labels((T, n)), Xq=rng.standard_normal((T, m, d)), yq=labels((T, m)))
 
 
 def _rate(kind, model, K, d, rng):
     if kind == "scalar":
         return float(rng.uniform(-0.2, 0.8))
     if kind == "per step":
-        return rng.uniform(-0.2, 0.8, (K, 1) if model == "logistic" else (K, 1, 1))
-    return rng.uniform(0.0, 0.8, (d,) if model == "logistic" else (d, 1))   # per feature
+        return rng.uniform(-0.2, 0.8, (K, 1) if model != "softmax" else (K, 1, 1))
+    return rng.uniform(0.0, 0.8, (d,) if model != "softmax" else (d, 1))   # per feature
 
 
 @st.composite

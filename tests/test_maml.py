@@ -19,8 +19,8 @@ from refmaml import models
 from . import reference as ref
 
 ALPHAS = [-0.2, 0.1, 0.5, 1.5]
-MODELS = ["logistic", "softmax"]
-SHAPE = {"logistic": (4,), "softmax": (4, 3)}  # theta of every problem below
+MODELS = ["logistic", "softmax", "linear"]
+SHAPE = {"logistic": (4,), "softmax": (4, 3), "linear": (4,)}  # theta of every problem below
 FORMS = ["primal", "dual"]  # derivations/dual.md: the same verification for both forms
 
 
@@ -29,11 +29,14 @@ def meta(form, *args, **kw):
 
 
 def _problem(seed, model="logistic", T=3, n=5, m=7, d=4):
-    """Seeded Gaussian tasks; binary float labels for the logistic model, 3 classes for softmax."""
+    """Seeded Gaussian tasks; binary float labels for the logistic model, 3 classes for softmax,
+    Gaussian targets for linear regression."""
     rng = np.random.default_rng(seed)
-    shape, classes = ((d,), 2) if model == "logistic" else ((d, 3), 3)
+    shape, classes = ((d, 3), 3) if model == "softmax" else ((d,), 2)
 
     def labels(size):
+        if model == "linear":
+            return rng.standard_normal(size)
         y = rng.integers(0, classes, size)
         return y.astype(float) if model == "logistic" else y
 
@@ -71,7 +74,12 @@ def test_meta_gradient_against_complex_step_through_unrolled_loop(backend, K, al
     f = _ref_meta_loss(p, alpha, K, l2, model)
     want = ref.complex_step_gradient(f, p["theta"])
     assert ref.rel_err(backend.get(g), want) <= 1e-12
-    assert abs(float(backend.get(loss)) - f(p["theta"])) <= 1e-14 * abs(f(p["theta"]))
+    # The loss to 1e-14, about 50 ulps. Linear regression's inner loop expands where alpha times
+    # the support Hessian's top eigenvalue (about 7 here) exceeds 2, by up to 11 per step, and the
+    # dual form carries that growth in n-dimensional coefficients summed in another order (observed
+    # 1.2e-14 at alpha = 0.5, K = 8): 1e-13 for it.
+    tol = 1e-13 if model == "linear" and form == "dual" else 1e-14
+    assert abs(float(backend.get(loss)) - f(p["theta"])) <= tol * abs(f(p["theta"]))
 
 
 @pytest.mark.parametrize("model", MODELS)

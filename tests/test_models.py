@@ -1,6 +1,7 @@
 """What every model satisfies: derivatives against independent references, Hessian structure,
-batching and shapes.  Run for the binary logistic model (``derivations/logistic.md``) and the
-softmax model (``derivations/softmax.md``).
+batching and shapes.  Run for the binary logistic model (``derivations/logistic.md``), the
+softmax model (``derivations/softmax.md``) and linear regression (``derivations/linear.md``):
+every pair of a linear network and a loss head (``derivations/models.md`` (H2)-(H7)).
 
 Tolerances (relative error ``||a - b|| / max(||b||, floor)``, ``b`` the reference):
 
@@ -172,6 +173,8 @@ def test_hessian_is_positive_semidefinite(backend, model, data):
 
 
 def _labels(model, rng, shape):
+    if model.classes == "real":
+        return rng.standard_normal(shape)
     return rng.integers(0, 2 if model.classes is None else 3, shape)
 
 

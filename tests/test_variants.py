@@ -17,16 +17,19 @@ from refmaml import ConvergenceError, models
 
 from . import reference as ref
 
-MODELS = ["logistic", "softmax"]
+MODELS = ["logistic", "softmax", "linear"]
 KINDS = ["scalar", "per parameter", "per step", "per step and parameter"]
 
 
 def _problem(seed, model="logistic", T=3, n=5, m=7, d=4, C=3):
     rng = np.random.default_rng(seed)
-    shape, classes = ((d,), 2) if model == "logistic" else ((d, C), C)
+    shape, classes = ((d, C), C) if model == "softmax" else ((d,), 2)
+
+    def labels(size):
+        return rng.standard_normal(size) if model == "linear" else rng.integers(0, classes, size)
+
     return dict(theta=0.5 * rng.standard_normal(shape), Xs=rng.standard_normal((T, n, d)),
-                ys=rng.integers(0, classes, (T, n)), Xq=rng.standard_normal((T, m, d)),
-                yq=rng.integers(0, classes, (T, m)))
+                ys=labels((T, n)), Xq=rng.standard_normal((T, m, d)), yq=labels((T, m)))
 
 
 def _rates(kind, shape, K, seed):
@@ -244,6 +247,10 @@ def test_reptile_and_maml_taylor_expansions(model, K):
         (a, a_pred), *_ = fine
         assert ref.rel_err(a, a_pred) <= 1e-12
         coarse, fine = coarse[1:], fine[1:]
+        if model == "linear":  # constant Hessian (Q3): grad L(theta_1) = g - alpha H g exactly
+            (a, a_pred), *_ = fine
+            assert ref.rel_err(a, a_pred) <= 1e-12
+            coarse, fine = coarse[1:], fine[1:]
     for (a, a_pred), (b, b_pred) in zip(coarse, fine, strict=True):
         order = np.log2(ref.norm(a - a_pred) / ref.norm(b - b_pred))
         assert abs(order - 2) <= 0.05

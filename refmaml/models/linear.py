@@ -74,8 +74,21 @@ def _problem(Xs, ys, Xq, yq, inner_lr, inner_steps, l2):
     return p
 
 
+def _finite(p, *arrays):
+    """The closed forms' results, or a ValueError when the products overflowed (range.md (R4))."""
+    if not _xp.all_finite(p.xp, *arrays):
+        raise ValueError(f"the inner loop overflows: the affine map of {p.steps} steps (derivations/linear.md "
+                         "(Q5)) is beyond the floating-point range; use a smaller inner_lr or fewer inner_steps")
+    return arrays
+
+
 def _affine(p):
-    """``(M (T, d, d), c (T, d))`` of (Q5) by the recursion (Q4)."""
+    """``(M (T, d, d), c (T, d))`` of (Q5) by the recursion (Q4), checked for overflow."""
+    with _xp.quiet_overflow():
+        return _finite(p, *_affine_products(p))
+
+
+def _affine_products(p):
     xp = p.xp
     T, n, d = p.Xs.shape
     dev = device(p.Xs)
@@ -127,13 +140,14 @@ def closed_form_meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_st
         raise TypeError("theta and inner_lr must be real for the closed forms of linear regression")
     xp = p.xp
     M, c = _affine(p)
-    Q, q = _query(p)
-    theta_K = (M @ p.theta[..., None])[..., 0] + c
-    residual = p.Xq @ theta_K[..., None]
-    losses = xp.mean((residual[..., 0] - p.yq) ** 2, axis=-1)
-    g_K = (Q @ theta_K[..., None])[..., 0] - q                    # grad L_q(theta_K), (Q6)
-    g = (xp.matrix_transpose(M) @ g_K[..., None])[..., 0]         # (Q7)
-    return xp.mean(losses), xp.mean(g, axis=0)
+    with _xp.quiet_overflow():
+        Q, q = _query(p)
+        theta_K = (M @ p.theta[..., None])[..., 0] + c
+        residual = p.Xq @ theta_K[..., None]
+        losses = xp.mean((residual[..., 0] - p.yq) ** 2, axis=-1)
+        g_K = (Q @ theta_K[..., None])[..., 0] - q                    # grad L_q(theta_K), (Q6)
+        g = (xp.matrix_transpose(M) @ g_K[..., None])[..., 0]         # (Q7)
+        return _finite(p, xp.mean(losses), xp.mean(g, axis=0))
 
 
 def meta_optimum(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
@@ -149,10 +163,12 @@ def meta_optimum(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
     p = _problem(Xs, ys, Xq, yq, inner_lr, inner_steps, l2)
     xp = p.xp
     M, c = _affine(p)
-    Q, q = _query(p)
-    Mt = xp.matrix_transpose(M)
-    S = xp.sum(Mt @ Q @ M, axis=0)                                      # (Q8)
-    r = xp.sum((Mt @ (q - (Q @ c[..., None])[..., 0])[..., None])[..., 0], axis=0)
+    with _xp.quiet_overflow():
+        Q, q = _query(p)
+        Mt = xp.matrix_transpose(M)
+        S = xp.sum(Mt @ Q @ M, axis=0)                                      # (Q8)
+        r = xp.sum((Mt @ (q - (Q @ c[..., None])[..., 0])[..., None])[..., 0], axis=0)
+    S, r = _finite(p, S, r)
     eig = xp.linalg.eigvalsh(S)
     d = S.shape[0]
     top = float(xp.max(xp.abs(eig)))
@@ -164,7 +180,8 @@ def meta_optimum(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
         raise ValueError(
             f"the meta-loss has no unique minimiser: its d x d system (derivations/linear.md (Q8)) has "
             f"rank {rank} < d = {d} (eigenvalues at most {tol:.1e} of {top:.1e} count as 0){hint}; "
-            "more query examples or tasks, or rates with every 1 - alpha eigenvalue away from 0, "
-            "make it unique")
-    return xp.linalg.solve(S, r[:, None])[:, 0]
+            "more query examples (Xq) or tasks, or an inner_lr that keeps every 1 - alpha mu away from 0 "
+            "(mu an eigenvalue of the support Hessian), make it unique")
+    with _xp.quiet_overflow():
+        return _finite(p, xp.linalg.solve(S, r[:, None])[:, 0])[0]
 
