@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import refmaml  # noqa: E402
-from refmaml import dual, maml  # noqa: E402
+from refmaml import models, policy, problem as validated  # noqa: E402
 
 CONFIGS = [(32, 10, 15, 64, 5), (32, 25, 25, 784, 5), (32, 25, 25, 784, 20), (256, 10, 15, 64, 5),
            (8, 100, 100, 1024, 10), (32, 10, 15, 4096, 5)]
@@ -244,8 +244,8 @@ def cupy_sync():
 def floor_seconds(config, form, gemm, bandwidth):
     """The roofline floor: max(fewest flops of the form / GEMM rate, input bytes / bandwidth)."""
     T, n, m, d, K = config
-    p = maml._problem(*problem(2, n, m, d), "logistic", 0.0, inner_lr=ALPHA, inner_steps=K)
-    primal, dual_cost = dual.costs(p)
+    p = validated.meta(models.get("logistic"), *problem(2, n, m, d), inner_lr=ALPHA, inner_steps=K)
+    primal, dual_cost = policy.costs(p)
     flops = T * (dual_cost if form == "dual" else primal)
     data_bytes = 8 * T * (n + m) * d
     return max(flops / gemm, data_bytes / bandwidth), flops, data_bytes
@@ -273,8 +273,8 @@ def run_config(config, impls, args, gemm, bandwidth):
     for v in row["results"].values():
         if "median_s" in v:
             v["ratio_to_refmaml"] = v["median_s"] / best
-    p = maml._problem(*problem(2, n, m, d), "logistic", 0.0, inner_lr=ALPHA, inner_steps=K)
-    row["auto_form"] = dual.choose(p, "auto")
+    p = validated.meta(models.get("logistic"), *problem(2, n, m, d), inner_lr=ALPHA, inner_steps=K)
+    row["auto_form"] = policy.choose(p, "auto")
     floor, flops, data_bytes = floor_seconds(config, row["auto_form"], gemm, bandwidth)
     row["roofline"] = {"flops": flops, "bytes": data_bytes, "floor_s": floor,
                        "fraction_of_floor": floor / best if ours else None}
@@ -333,13 +333,13 @@ def memory_rows():
 
 def thread_rows(min_time):
     """Thread use: refmaml in one thread, with its tasks in groups over the cores
-    (``maml.THREAD_FLOPS``), and with OpenBLAS limited to one thread; the form ``auto`` picks."""
+    (``policy.THREAD_FLOPS``), and with OpenBLAS limited to one thread; the form ``auto`` picks."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         threadpool_limits = None
     rows = []
-    saved = maml.THREAD_FLOPS
+    saved = policy.THREAD_FLOPS
     for T, n, m, d, K in CONFIGS + [(64, 10, 15, 4096, 5), (128, 25, 25, 784, 10), (32, 100, 100, 1024, 10)] \
             + GPU_TARGET:
         data = problem(T, n, m, d)
@@ -347,21 +347,21 @@ def thread_rows(min_time):
         def call(data=data, K=K):
             return refmaml.meta_value_and_grad(*data, inner_lr=ALPHA, inner_steps=K)
 
-        p = maml._problem(*data, "logistic", 0.0, inner_lr=ALPHA, inner_steps=K)
-        form = dual.choose(p, "auto")
-        primal, dual_cost = dual.costs(p)
+        p = validated.meta(models.get("logistic"), *data, inner_lr=ALPHA, inner_steps=K)
+        form = policy.choose(p, "auto")
+        primal, dual_cost = policy.costs(p)
         row = {"config": dict(T=T, n=n, m=m, d=d, K=K), "form": form,
                "flops": T * (dual_cost if form == "dual" else primal)}
         try:
-            maml.THREAD_FLOPS = float("inf")
+            policy.THREAD_FLOPS = float("inf")
             row["one_thread_s"] = measure(call, min_time=min_time)[2]
             if threadpool_limits is not None:
                 with threadpool_limits(1):
                     row["one_thread_one_blas_thread_s"] = measure(call, min_time=min_time)[2]
-            maml.THREAD_FLOPS = 0.0
+            policy.THREAD_FLOPS = 0.0
             row["task_groups_s"] = measure(call, min_time=min_time)[2]
         finally:
-            maml.THREAD_FLOPS = saved
+            policy.THREAD_FLOPS = saved
         row["default"] = "task groups" if row["flops"] >= saved else "one thread"
         rows.append(row)
     return rows

@@ -5,7 +5,7 @@ Hessian of any pair once:
 
 * ``L(theta) = (1/n) sum_i l(z_i(theta), y_i) + (l2/2) ||theta||^2`` (H1);
 * ``grad L = (1/n) J^T r + l2 theta`` (H2);
-* ``H v = (1/n) (J^T C (J v) + R[v]) + l2 v`` (H4), ``R = 0`` for a linear network (H5).
+* ``H v = (1/n) (J^T W (J v) + R[v]) + l2 v`` (H4), ``R = 0`` for a linear network (H5).
 
 It carries two sets of methods. The *protocol* (``value``, ``grad_state``, ``value_grad``,
 ``hvp_state``, ``hessian_matrix``, ``predictions``, with ``check_parameters``, ``labels``,
@@ -80,7 +80,7 @@ class Model:
         return self._ridge(value, theta, l2), self._gradient(cache, X, r, theta, l2)
 
     def hvp_state(self, state, X, v, l2):
-        """``H v = (1/n) (J^T C (J v) + R[v]) + l2 v`` (H4) at the point ``state`` came from."""
+        """``H v = (1/n) (J^T W (J v) + R[v]) + l2 v`` (H4) at the point ``state`` came from."""
         cache, c, r = state
         Hv = self.network.hvp(cache, X, v, self.head, c, r) / X.shape[-2]
         if l2:

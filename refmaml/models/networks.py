@@ -6,7 +6,7 @@ its own parameters):
 * ``forward(theta, X)``: the outputs ``z (T, n) + q`` and a cache of what the backward passes
   need;
 * ``vjp(cache, X, r)``: ``J^T r``, the parameters' share of output adjoints ``r`` (H2);
-* ``hvp(cache, X, v, head, c, r)``: ``J^T C (J v) + R[v]``, the Gauss-Newton product with the
+* ``hvp(cache, X, v, head, c, r)``: ``J^T W (J v) + R[v]``, the Gauss-Newton product with the
   head's curvature plus the network's second-order term weighted by the residuals (H4);
 * ``hessian(cache, X, head, c, r)``: the same as an explicit ``(T, P, P)`` matrix (H3), (H7).
 
@@ -77,7 +77,7 @@ class Linear:
         return self.vjp(cache, X, head.curvature(c, self._apply(X, v)))
 
     def hessian(self, cache, X, head, c, r):
-        """``sum_i (x_i x_i^T) (x) C_i``, ``(T, dq, dq)`` row-major (H7); not divided by ``n``."""
+        """``sum_i (x_i x_i^T) (x) W_i``, ``(T, dq, dq)`` row-major (H7); not divided by ``n``."""
         xp = array_namespace(X)
         W = head.curvature_matrix(c)  # (T, n, q, q)
         T, n, d = X.shape
