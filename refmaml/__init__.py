@@ -1,5 +1,5 @@
 """refmaml: a reference implementation of MAML for the logistic model
-(binary logistic regression and softmax regression).
+(binary logistic regression and softmax regression) and linear regression.
 
 Exact second-order meta-gradients, derived by hand (``derivations/``),
 on NumPy, CuPy or any array-API library, checked against finite
