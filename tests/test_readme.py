@@ -31,3 +31,10 @@ def test_readme_examples_run():
     assert ns["theta_next"].shape == (d,) and ns["grad"].shape == (d,)
     info = ns["info"]
     assert info["inner_residual"] <= info["tol"] and info["cg_residual"] <= info["tol"]
+    # linear regression: the closed form equals reverse accumulation, the optimum zeroes the gradient
+    lin = next(s for s in seen if "best" in s)
+    assert np.allclose(lin["same"][1], lin["grad"], rtol=1e-12, atol=0)
+    import refmaml
+    g = refmaml.meta_value_and_grad(lin["best"], lin["Xs"], lin["ys"], lin["Xq"], lin["yq"], inner_lr=0.05,
+                                    inner_steps=3, model="linear")[1]
+    assert np.linalg.norm(g) <= 1e-10 * np.linalg.norm(lin["grad"])
