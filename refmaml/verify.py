@@ -82,14 +82,21 @@ class _Instance:
     def __init__(self, xp, device, dtype, seed, model, T=3, n=6, m=8, d=4, C=3):
         rng = np.random.default_rng(seed)
         self.xp, self.device, self.dtype = xp, device, dtype
-        self.name, self.model = model, models.get(model)
-        shape, classes = ((d, C), C) if model == "softmax" else ((d,), 2)
+        self.name, self.model = model, models.get(VERIFIED.get(model, model))
+        network = isinstance(self.model, models.MLP)
+        head = self.model.head.name
+        if network:
+            shape, classes, d = (self.model.size,), self.model.sizes[-1], self.model.sizes[0]
+        else:
+            shape, classes = ((d, C), C) if model == "softmax" else ((d,), 2)
         put = self.put
 
-        def targets(size):  # real targets for linear regression, class labels otherwise
-            return rng.standard_normal(size) if model == "linear" else rng.integers(0, classes, size)
+        def targets(size):  # real targets for regression, class labels otherwise
+            if head == "mse":
+                return rng.standard_normal(tuple(np.atleast_1d(size)) + ((classes,) if network else ()))
+            return rng.integers(0, classes, size)
 
-        self.theta = put(0.5 * rng.standard_normal(shape))
+        self.theta = put(self.model.init(int(rng.integers(2**31))) if network else 0.5 * rng.standard_normal(shape))
         self.X = put(rng.standard_normal((n, d)))
         self.y = put(targets(n))
         self.u = put(rng.standard_normal(shape))
@@ -101,7 +108,7 @@ class _Instance:
         self.l2 = 0.1
         self.alpha = 0.4
         self.K = 3
-        self.lam = 1.0
+        self.lam = 10.0 if network else 1.0  # a network's support loss needs lam above -min eig H_s (V12)
         lead = (1,) * len(shape)
         self.rates = {  # inner_lr shapes of derivations/variants.md (V1)
             "scalar": put(np.float64(self.alpha)),
@@ -118,7 +125,7 @@ class _Instance:
 
     def _inner(self, kw):
         """The instance's inner-loop settings, overridden by ``kw``."""
-        return {"inner_lr": self.alpha, "inner_steps": self.K, "l2": self.l2, "model": self.name, **kw}
+        return {"inner_lr": self.alpha, "inner_steps": self.K, "l2": self.l2, "model": self.model, **kw}
 
     def meta(self, **kw):
         args = self._inner(kw)
@@ -131,7 +138,7 @@ class _Instance:
         return self.xp.mean(self.model.loss(self.adapt(t, **kw), self.Xq, self.yq))
 
     def imaml(self, t, **kw):
-        return imaml_value_and_grad(t, self.Xs, self.ys, self.Xq, self.yq, lam=self.lam, model=self.name,
+        return imaml_value_and_grad(t, self.Xs, self.ys, self.Xq, self.yq, lam=self.lam, model=self.model,
                                     l2=self.l2, **kw)
 
     def loss(self, t, l2=None):
@@ -201,7 +208,7 @@ def _batch_mean(p):
     xp = p.xp
     _, g = p.meta()(p.theta)
     singles = [meta_value_and_grad(p.theta, p.Xs[t, ...], p.ys[t, ...], p.Xq[t, ...], p.yq[t, ...],
-                                   inner_lr=p.alpha, inner_steps=p.K, l2=p.l2, model=p.name)[1]
+                                   inner_lr=p.alpha, inner_steps=p.K, l2=p.l2, model=p.model)[1]
                for t in range(p.Xs.shape[0])]
     return check.relative_error(g, xp.mean(xp.stack(singles), axis=0))
 
@@ -295,7 +302,7 @@ def _first_order_rate_gradient(p):
 
 def _reptile_one_step(p):
     """variants.md (V6): with K = 1 the direction is alpha times the mean support gradient."""
-    d = reptile_direction(p.theta, p.Xs, p.ys, inner_lr=p.alpha, inner_steps=1, model=p.name, l2=p.l2)
+    d = reptile_direction(p.theta, p.Xs, p.ys, inner_lr=p.alpha, inner_steps=1, model=p.model, l2=p.l2)
     ref = p.alpha * p.xp.mean(p.model.grad(p.theta, p.Xs, p.ys, l2=p.l2), axis=0)
     return check.relative_error(d, ref)
 
@@ -307,7 +314,7 @@ def taylor_remainders(p, alpha):
     g = p.model.grad(p.theta, p.Xs, p.ys)
     Hg = xp.mean(p.model.hvp(p.theta, p.Xs, p.ys, g), axis=0)
     g = xp.mean(g, axis=0)
-    kw = dict(inner_lr=alpha, inner_steps=K, model=p.name)
+    kw = dict(inner_lr=alpha, inner_steps=K, model=p.model)
     reptile = reptile_direction(p.theta, p.Xs, p.ys, **kw) / (alpha * K)
     first = meta_value_and_grad(p.theta, p.Xs, p.ys, p.Xs, p.ys, first_order=True, **kw)[1]
     full = meta_value_and_grad(p.theta, p.Xs, p.ys, p.Xs, p.ys, **kw)[1]
@@ -390,6 +397,37 @@ def _variant_identities(name):
     ]
 
 
+def _dual_identities(name):
+    return [
+        (f"MAML ({name}) dual form = primal form (scalar rate, l2)", "dual.md (G4), (G6), (G7)", 1e-12,
+         False, _dual_equals_primal("scalar")),
+        (f"MAML ({name}) dual form = primal form (rate per step)", "dual.md (G4), (G7)", 1e-12, False,
+         _dual_equals_primal("per step")),
+        (f"MAML ({name}) dual form = primal form (rate per feature)", "dual.md (G5), (G7)", 1e-12, False,
+         _dual_equals_primal("per feature")),
+        (f"MAML ({name}) dual meta-gradient = complex step (K=3)", "dual.md (G6)", 1e-12, False,
+         lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta(form="dual")(t)[1], p.theta)),
+    ]
+
+
+def _split(p):
+    """mlp.md (N7): hvp - hvp(second_order=False) = R[v], the derivative along v of
+    theta -> J(theta)^T r at the residuals r held fixed (complex step)."""
+    xp, model = p.xp, p.model
+    net, head = model.network, model.head
+    X = p.X[None, ...]
+    y = model.labels(xp, p.device, p.y, p.X, tuple(p.theta.shape), p.theta.dtype, "y")[None, ...]
+    z, cache = net.forward(p.theta, X)
+    r, c = head.residual(z, y)
+    R = net.hvp(cache, X, p.v, head, c, r) - net.hvp(cache, X, p.v, head, c, r, second_order=False)
+    h = 1e-20
+    Xc = xp.astype(X, xp.complex128 if p.theta.dtype == xp.float64 else xp.complex64)
+    theta_c = xp.astype(p.theta, Xc.dtype) + (1j * h) * p.v
+    _, cache_c = net.forward(theta_c, Xc)
+    want = xp.imag(net.vjp(cache_c, Xc, xp.astype(r, Xc.dtype))) / h
+    return check.relative_error(R, want)
+
+
 def _model_identities(name, eq):
     """The identities every model satisfies; ``eq`` maps each to its equation labels."""
     return [
@@ -402,10 +440,11 @@ def _model_identities(name, eq):
         (f"{name} HVP = central differences of gradient", eq["hvp"], 1e-6, True,
          lambda p: check.hvp_error(p.grad, p.hvp, p.theta, p.v, method="central")),
         (f"{name} Hessian columns = HVP(e_j)", eq["hessian"], 1e-12, False, _hessian_columns),
-        (f"{name} HVP symmetry <u,Hv> = <Hu,v>", eq["psd"], 1e-12, False,
+        (f"{name} HVP symmetry <u,Hv> = <Hu,v>", eq["symmetry"], 1e-12, False,
          lambda p: check.hvp_symmetry_error(p.hvp, p.theta, p.u, p.v)),
-        (f"{name} Hessian PSD (-min eig / max |eig|)", eq["psd"], 1e-12, False, _psd),
-    ] + ([(f"{name} loss, gradient at logits +-1e4", eq["saturated"], 1e-12, False,
+    ] + ([(f"{name} Hessian PSD (-min eig / max |eig|)", eq["psd"], 1e-12, False, _psd)] if "psd" in eq else [
+        (f"{name} HVP = Gauss-Newton part + second-order term R[v]", eq["split"], 1e-12, False, _split),
+    ]) + ([(f"{name} loss, gradient at logits +-1e4", eq["saturated"], 1e-12, False,
            _saturated_logistic if name == "logistic" else _saturated_softmax)] if "saturated" in eq else []) + [
         (f"MAML ({name}) meta-gradient = complex step (K=3)", "maml.md (M6)", 1e-12, False,
          lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta()(t)[1], p.theta)),
@@ -420,15 +459,7 @@ def _model_identities(name, eq):
         (f"first-order MAML ({name}) = query gradient at theta_K", "maml.md (M8)", 1e-12, False,
          _reduces_to_query_gradient(first_order=True)),
         (f"MAML ({name}) batch = mean of single tasks", "maml.md (M4)", 1e-12, False, _batch_mean),
-        (f"MAML ({name}) dual form = primal form (scalar rate, l2)", "dual.md (G4), (G6), (G7)", 1e-12,
-         False, _dual_equals_primal("scalar")),
-        (f"MAML ({name}) dual form = primal form (rate per step)", "dual.md (G4), (G7)", 1e-12, False,
-         _dual_equals_primal("per step")),
-        (f"MAML ({name}) dual form = primal form (rate per feature)", "dual.md (G5), (G7)", 1e-12, False,
-         _dual_equals_primal("per feature")),
-        (f"MAML ({name}) dual meta-gradient = complex step (K=3)", "dual.md (G6)", 1e-12, False,
-         lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta(form="dual")(t)[1], p.theta)),
-    ] + _variant_identities(name)
+    ] + (_dual_identities(name) if "psd" in eq else []) + _variant_identities(name)
 
 
 def _linear_rate(p, kind):
@@ -487,14 +518,25 @@ LINEAR_ROWS = [
      False, _linear_optimum(kind)) for kind in ("scalar", "per parameter", "per step")]
 
 
+# Networks verified (mlp.md): a tanh network with each head and a ReLU one (instances drawn with every
+# pre-activation at least 1e-3 from ReLU's kink, mlp.md (N8)).
+VERIFIED = {
+    "MLP tanh mse": models.MLP((3, 3, 2), "tanh", "mse"),
+    "MLP tanh softmax": models.MLP((3, 3, 3), "tanh", "softmax"),
+    "MLP relu logistic": models.MLP((3, 3, 1), "relu", "logistic"),
+}
+_NETWORK = dict(grad="mlp.md (N2), (N3)", hvp="mlp.md (N4)-(N6)", hessian="mlp.md (N6)", symmetry="mlp.md (N6)",
+                split="mlp.md (N7)")
+
+
 # model -> [(identity, equation labels, float64 tolerance, float64 only, check)]
 IDENTITIES = {
     "logistic": _model_identities("logistic", dict(
         grad="logistic.md (L4)", hvp="logistic.md (L11)", hessian="logistic.md (L10)",
-        psd="logistic.md (L12)", saturated="logistic.md (L8), (L9)")),
+        psd="logistic.md (L12)", symmetry="logistic.md (L12)", saturated="logistic.md (L8), (L9)")),
     "softmax": _model_identities("softmax", dict(
         grad="softmax.md (S4)", hvp="softmax.md (S10)", hessian="softmax.md (S9)",
-        psd="softmax.md (S11)", saturated="softmax.md (S7), (S8)")) + [
+        psd="softmax.md (S11)", symmetry="softmax.md (S11)", saturated="softmax.md (S7), (S8)")) + [
         ("softmax H (u 1^T) = 0 at l2=0 (||H u1^T|| / ||H|| ||u1^T||)", "softmax.md (S12)",
          1e-15, False, _null_space),
         ("MAML (softmax) meta-gradient rows sum to 0, l2=0", "softmax.md (S13)", 1e-14, False,
@@ -506,21 +548,47 @@ IDENTITIES = {
         ("MAML softmax C=2 = logistic on t1-t0, rate 2 alpha", "softmax.md (S14)", 1e-12, False,
          _two_classes),
     ],
+    **{name: _model_identities(name, _NETWORK) for name in VERIFIED},
     "linear": _model_identities("linear", dict(
-        grad="linear.md (Q2)", hvp="linear.md (Q3)", hessian="linear.md (Q3)", psd="linear.md (Q3)"))
+        grad="linear.md (Q2)", hvp="linear.md (Q3)", hessian="linear.md (Q3)", psd="linear.md (Q3)",
+        symmetry="linear.md (Q3)"))
     + LINEAR_ROWS,
 }
+
+
+RELU_MARGIN = 1e-3  # mlp.md (N8): every pre-activation this far from ReLU's kink
+
+
+def _kink_free(seed, model):
+    """The seed of the instance for ``model``: ``seed`` itself, or for a ReLU network the first of
+    ``(seed, 1), (seed, 2), ...`` whose pre-activations (support set along the inner loop, and the
+    query and single-task sets) all stay ``RELU_MARGIN`` away from 0."""
+    spec = VERIFIED.get(model)
+    if spec is None or spec.activation != "relu":
+        return seed
+    numpy = array_api_compat.array_namespace(np.empty(0))
+    for attempt in range(1000):
+        candidate = seed if attempt == 0 else [seed, attempt]
+        p = _Instance(numpy, "cpu", np.dtype("float64"), candidate, model)
+        path = p.adapt(p.theta, return_trajectory=True)
+        points = [(path[k, ...], p.Xs) for k in range(path.shape[0])] + [(p.theta, p.Xq), (p.theta, p.X[None])]
+        smallest = min(float(np.min(np.abs(z))) for theta, X in points
+                       for z in spec.network.forward(theta, X)[1]["pre"][:-1])
+        if smallest >= RELU_MARGIN:
+            return candidate
+    raise RuntimeError(f"no instance of {model} keeps its pre-activations {RELU_MARGIN} from 0")
 
 
 def run(seed=0, dtypes=("float64", "float32")):
     """Check every identity on every backend and dtype; returns a list of :class:`Row`."""
     seed = _validate.integer(seed, "seed")
+    seeds = {model: _kink_free(seed, model) for model in IDENTITIES}
     rows = []
     for name, xp, device in backends():
         for dtype in dtypes:
             scale = float(np.finfo(dtype).eps) / EPS64
             for model, identities in IDENTITIES.items():
-                p = _Instance(xp, device, np.dtype(dtype), seed, model)
+                p = _Instance(xp, device, np.dtype(dtype), seeds[model], model)
                 for identity, label, tol, f64_only, fn in identities:
                     if f64_only and dtype != "float64":
                         continue

@@ -8,10 +8,14 @@
 * :mod:`.softmax`: the linear network with the softmax head, ``theta (d, C)``, labels in ``[0, C)``;
 * :mod:`.linear`: the linear network with the mse head (linear regression), ``theta (d,)``.
 
+:class:`MLP` builds a multilayer perceptron with any of the three heads; its objects go wherever
+a model name does (``model=MLP((1, 40, 40, 1), "relu", "mse")``).
+
 ``model=`` takes a registered name or a :class:`Model` object everywhere.
 """
 
 from . import heads, linear, logistic, networks, softmax
+from .mlp import MLP
 from .model import Model
 
 MODELS = {"logistic": logistic.MODEL, "softmax": softmax.MODEL, "linear": linear.MODEL}
@@ -27,4 +31,4 @@ def get(model):
     return MODELS[model]
 
 
-__all__ = ["Model", "MODELS", "get", "heads", "linear", "logistic", "networks", "softmax"]
+__all__ = ["MLP", "Model", "MODELS", "get", "heads", "linear", "logistic", "networks", "softmax"]

@@ -32,13 +32,26 @@ def _safe(xp, s):
     return xp.where(s > 0, s, xp.ones_like(s))
 
 
-def conjugate_gradient(xp, apply, b, rtol, maxiter):
+def _not_positive_definite(xp, bad, what, lam, residual):
+    tasks = [int(t) for t in _xp.to_numpy(xp.nonzero(bad)[0])]
+    shown = ", ".join(map(str, tasks[:10])) + (", ..." if len(tasks) > 10 else "")
+    return ConvergenceError(
+        f"implicit MAML: H_s + lam I is not positive definite ({what}) in task(s) {shown}: conjugate "
+        f"gradients met a direction of curvature <= 0, so the proximal inner problem is not strongly "
+        f"convex there (a network's loss need not be convex; derivations/variants.md (V12)); "
+        f"raise lam (now {lam}) above the most negative eigenvalue of the support Hessian",
+        residual=residual, tolerance=float("nan"))
+
+
+def conjugate_gradient(xp, apply, b, rtol, maxiter, *, what="", lam=None):
     """Solve ``A x = b`` for every task by conjugate gradients (V13), ``A`` symmetric positive definite.
 
     ``apply(v)`` is ``A v`` for ``v (T, P...)``; ``rtol`` a number or ``(T,)``.
     A task stops when its residual ``||b - A x|| <= rtol ||b||``. Returns
     ``(x, relative residual (T,), iterations)``; the residual is recomputed as
-    ``b - A x`` at the end, not taken from the recursion.
+    ``b - A x`` at the end, not taken from the recursion. A direction ``p`` with
+    ``p^T A p <= 0`` in a task still running shows that ``A`` is not positive definite there:
+    a :class:`refmaml.ConvergenceError` naming those tasks (``what`` and ``lam`` go into its message).
     """
     x = xp.zeros_like(b)
     r, p = b, b
@@ -51,6 +64,9 @@ def conjugate_gradient(xp, apply, b, rtol, maxiter):
             break
         Ap = apply(p)
         pAp = _xp.task_dot(xp, p, Ap)
+        bad = ~done & (pAp <= 0)
+        if bool(xp.any(bad)):
+            raise _not_positive_definite(xp, bad, what, lam, float(xp.max(xp.sqrt(rr) / _safe(xp, b_norm))))
         step = xp.where(done | (pAp <= 0), xp.zeros_like(rr), rr / _safe(xp, pAp))
         x = x + _per_task(xp, step, x) * p
         r = r - _per_task(xp, step, r) * Ap
@@ -101,7 +117,8 @@ def _inner_solve(p, lam, tol):
             return model.hvp_state(state, p.Xs, v, p.l2) + lam * v
 
         forcing = xp.minimum(xp.sqrt(residual), xp.full_like(residual, 0.5))
-        d, _, _ = conjugate_gradient(xp, hessian, -grad, forcing, 10 * size + 10)
+        d, _, _ = conjugate_gradient(xp, hessian, -grad, forcing, 10 * size + 10,
+                                     what=f"Newton step {iteration + 1}", lam=lam)
         d = xp.where(_per_task(xp, done, d), xp.zeros_like(d), d)
         if not _xp.all_finite(xp, d):  # the curvature (features squared) overflowed
             raise _overflow()
@@ -175,7 +192,8 @@ def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0
         def system(v):
             return v + p.model.hvp_state(state, p.Xs, v, p.l2) / lam
 
-        g, cg_residual, cg_iterations = conjugate_gradient(xp, system, gq, tol, cg_maxiter)
+        g, cg_residual, cg_iterations = conjugate_gradient(xp, system, gq, tol, cg_maxiter,
+                                                           what="implicit gradient", lam=lam)
     worst = float(xp.max(cg_residual))
     if not worst <= tol:
         raise ConvergenceError(
