@@ -66,10 +66,13 @@ def query_metrics(model, theta, Xq, yq):
     Accuracy: the fraction of query examples whose most probable class is the label; an
     example where ``k`` classes tie for the largest probability, the label among them, counts
     ``1/k`` (the expected accuracy of breaking the tie at random), so ``theta = 0`` scores
-    ``1/C``, not 0.
+    ``1/C``, not 0. A regression model (the mse head) has no accuracy: ``None``, and the loss is
+    the query MSE.
     """
     xp = _xp.array_namespace(theta)
     m = models.get(model)
+    if not m.head.classification:
+        return None, m.loss(theta, Xq, yq)
     P = m.class_probabilities(theta, Xq)
     best = P == xp.max(P, axis=-1, keepdims=True)
     labels = xp.astype(yq, xp.int64)
@@ -85,16 +88,17 @@ def adaptation_curve(model, theta, Xs, ys, Xq, yq, *, inner_lr, steps, l2=0.0):
     """Query accuracy and loss after ``0..steps`` gradient steps on the support set, per task.
 
     ``theta``: the initialisation (``P``); ``inner_lr``: a scalar or learned rates (V1).
-    Returns host arrays ``accuracy``, ``loss`` of shape ``(steps + 1, T)``.
+    Returns host arrays ``accuracy``, ``loss`` of shape ``(steps + 1, T)`` (``accuracy`` None for a
+    regression model).
     """
     trajectory = adapt(theta, Xs, ys, inner_lr=inner_lr, inner_steps=steps, model=model, l2=l2,
                        return_trajectory=True)
     accuracy, loss = [], []
     for k in range(steps + 1):
         a, q = query_metrics(model, trajectory[k, ...], Xq, yq)
-        accuracy.append(_xp.to_numpy(a))
+        accuracy.append(None if a is None else _xp.to_numpy(a))
         loss.append(_xp.to_numpy(q))
-    return np.stack(accuracy), np.stack(loss)
+    return (None if accuracy[0] is None else np.stack(accuracy)), np.stack(loss)
 
 
 def proximal_metrics(model, theta, Xs, ys, Xq, yq, *, lam, l2=0.0):
@@ -102,4 +106,4 @@ def proximal_metrics(model, theta, Xs, ys, Xq, yq, *, lam, l2=0.0):
     proximal solution ``phi*`` (V10); host arrays."""
     _, _, info = imaml_value_and_grad(theta, Xs, ys, Xq, yq, lam=lam, model=model, l2=l2, tol=1e-10)
     a, q = query_metrics(model, info["phi"], Xq, yq)
-    return _xp.to_numpy(a), _xp.to_numpy(q)
+    return (None if a is None else _xp.to_numpy(a)), _xp.to_numpy(q)

@@ -35,8 +35,14 @@ def inner_loop(p, keep=()):
         kept["iterates"].append(theta)
     for k in range(p.steps):
         g, state = p.model.grad_state(theta, p.Xs, p.ys, p.l2)
-        theta = theta - p.step_rate(k) * g
-        for name, value in (("iterates", theta), ("states", state), ("grads", g)):
+        if "grads" in kept:
+            kept["grads"].append(g)
+            step = p.step_rate(k) * g
+        else:  # g is the model's fresh array and nothing else holds it: scale it in place
+            g *= p.step_rate(k)
+            step = g
+        theta = theta - step
+        for name, value in (("iterates", theta), ("states", state)):
             if name in kept:
                 kept[name].append(value)
     return theta, kept
@@ -189,8 +195,8 @@ def primal(p, *, first_order, lr_grad):
         adjoint = g_K if first_order else g
         if lr_grad:
             rate_grads.append(-adjoint * kept["grads"][k])
-        if not first_order:
-            g = g - model.hvp_state(kept["states"][k], p.Xs, p.step_rate(k) * g, p.l2)
+        if not first_order:  # g is this pass's own array (the query gradient's, then updated here)
+            g -= model.hvp_state(kept["states"][k], p.Xs, p.step_rate(k) * g, p.l2)
     rates = _rate_gradient(p, rate_grads[::-1], losses.shape[0]) if lr_grad else None
     return losses, g, rates
 

@@ -19,6 +19,10 @@ Families:
 * ``synthetic-nway`` (T2): the same structure for softmax tasks of ``ways`` classes.
 * ``digits-binary`` and ``digits-nway`` (T3): scikit-learn's bundled 8 x 8
   handwritten digits (no download), meta-train classes 0-5, meta-test classes 6-9.
+* ``sinusoid`` (T13): the MAML paper's first experiment, regression of ``A sin(x - phi)``
+  with a 1-40-40-1 ReLU network (``refmaml.models.MLP``). Its training batches are drawn
+  in one vectorised call from the run's generator (the generator's stream is the tasks'
+  identity); its held-out tasks are seeded per index as above.
 """
 
 import dataclasses
@@ -26,6 +30,7 @@ import dataclasses
 import numpy as np
 
 from . import _validate
+from .models import MLP
 
 SPLITS = {"train": 0, "test": 1}
 INDEX_LIMIT = 2**62  # training task indices are drawn from [0, INDEX_LIMIT)
@@ -57,11 +62,17 @@ class Family:
     model = ""
     d = 0
     classes = 2
+    regression = False  # True: real targets, scored by the loss (MSE) alone
+    eval_query = None  # query examples per held-out task in the final evaluation (None: as in training)
 
     @property
     def parameter_shape(self):
         """Shape of the model's parameters: ``(d,)`` (logistic) or ``(d, C)`` (softmax)."""
         return (self.d,) if self.model == "logistic" else (self.d, self.classes)
+
+    def initial(self, seed):
+        """The parameters every method starts from: zeros for the linear models (T9)."""
+        return np.zeros(self.parameter_shape)
 
     def batch(self, split, indices, n, m):
         """The tasks ``indices`` of ``split``, each with ``n`` support and ``m`` query examples."""
@@ -219,11 +230,69 @@ class Digits(Family):
         return self._X[rows], y, None
 
 
+class Sinusoid(Family):
+    """(T13): ``y = A sin(x - phi)`` with ``A ~ U[0.1, 5]``, ``phi ~ U[0, pi]``, ``x ~ U[-5, 5]``
+    (Finn, Abbeel and Levine 2017, section 5.1), learned by ``MLP((1,) + hidden + (1,), activation,
+    "mse")``: 1-40-40-1 with ReLU by default. Held-out tasks are scored on ``eval_query`` query
+    points (100) instead of the training query size."""
+
+    name = "sinusoid"
+    regression = True
+    eval_query = 100
+    AMPLITUDE, PHASE, INPUT = (0.1, 5.0), (0.0, np.pi), (-5.0, 5.0)
+
+    def __init__(self, hidden=(40, 40), activation="relu", seed=0):
+        self.seed = _validate.integer(seed, "seed", 0)
+        hidden = tuple(_validate.integer(h, "hidden", 1) for h in hidden)
+        self.model = MLP((1,) + hidden + (1,), activation, "mse")
+        self.hidden, self.activation = hidden, activation
+        self.d, self.classes = 1, None
+
+    @property
+    def parameter_shape(self):
+        return (self.model.size,)
+
+    def initial(self, seed):
+        """PyTorch's default initialisation of the network, seeded (``MLP.init``)."""
+        return self.model.init(seed)
+
+    def describe(self):
+        return {"name": self.name, "model": repr(self.model), "d": 1, "classes": None, "seed": self.seed,
+                "amplitude": list(self.AMPLITUDE), "phase": list(self.PHASE), "input": list(self.INPUT),
+                "eval_query": self.eval_query}
+
+    def _draw(self, rng, shape, n):
+        """Amplitudes and phases ``shape``, inputs ``shape + (n,)``, in that order from ``rng``."""
+        A = rng.uniform(*self.AMPLITUDE, shape)
+        phi = rng.uniform(*self.PHASE, shape)
+        x = rng.uniform(*self.INPUT, shape + (n,))
+        return A, phi, x
+
+    def _task(self, rng, split, n, m):
+        A, phi, x = self._draw(rng, (), n + m)
+        return x[:, None], A * np.sin(x - phi), None
+
+    def function(self, split, index):
+        """``(A, phi)`` of task ``index`` of ``split``: the curve a held-out task samples."""
+        A, phi, _ = self._draw(_task_rng(self.seed, split, int(index)), (), 0)
+        return float(A), float(phi)
+
+    def sample(self, rng, T, n, m):
+        """``T`` meta-training tasks drawn at once from ``rng`` (T13)."""
+        T = _validate.integer(T, "T (tasks per batch)", 1)
+        n, m = _validate.integer(n, "n (support examples)", 1), _validate.integer(m, "m (query examples)", 1)
+        A, phi, x = self._draw(rng, (T,), n + m)
+        y = A[:, None] * np.sin(x - phi[:, None])
+        X = x[..., None]
+        return Batch(X[:, :n], y[:, :n], X[:, n:], y[:, n:], None)
+
+
 FAMILIES = {
     "synthetic-binary": SyntheticBinary,
     "synthetic-nway": SyntheticNWay,
     "digits-binary": lambda **kw: Digits(ways=2, **kw),
     "digits-nway": lambda **kw: Digits(**{"ways": 3, **kw}),
+    "sinusoid": Sinusoid,
 }
 
 

@@ -13,7 +13,11 @@ Adam step (:mod:`refmaml.adam`):
 * ``imaml``: the implicit meta-gradient of the proximal inner problem (V11);
 * ``pretrain``: the baseline of multi-task pre-training, the gradient of the
   loss pooled over every task's support and query examples (T9);
-* ``zero``: the baseline of no training, ``theta = 0`` (``iterations`` is ignored).
+* ``zero``: the baseline of no training, ``theta = 0`` (``iterations`` is ignored);
+* ``random``: the baseline of no training from the family's initial parameters: zeros for
+  the linear models (the same as ``zero``), a fresh random initialisation for networks.
+
+Every other method starts from the family's initial parameters too (``Family.initial``).
 
 The random generator, the parameters and Adam's state are the whole state; a
 checkpoint holds all three, so a resumed run repeats the uninterrupted run to
@@ -25,14 +29,16 @@ import json
 
 import numpy as np
 
-from . import _validate, _xp, adam, checkpoint, models, tasks
-from .evaluate import adaptation_curve
+from . import _validate, _xp, adam, checkpoint, models, problem, tasks
+from .evaluate import adaptation_curve, summarize
 from .maml import meta_value_and_grad
 from .variants import imaml_value_and_grad, reptile_direction
 
-METHODS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "pretrain", "zero")
+METHODS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "pretrain", "zero", "random")
+UNTRAINED = ("zero", "random")
 LEARNS_RATES = ("metasgd",)
-FORMAT, VERSION = "refmaml-checkpoint", 1
+FORMAT, VERSION = "refmaml-checkpoint", 2
+READABLE = (1, 2)  # version 1 kept no interval with its curve (read as NaN half-widths)
 Invalid = checkpoint.InvalidCheckpoint
 
 
@@ -104,7 +110,7 @@ class State:
     iteration: int
     rng: np.random.Generator
     losses: list  # the method's objective on each iteration's meta-batch (T8), (T9)
-    curve: list  # (iteration, mean held-out query accuracy after inner_steps steps)
+    curve: list  # (iteration, mean, 95% half-width) of the held-out query accuracy (MSE for regression)
 
 
 def _family(config):
@@ -112,11 +118,13 @@ def _family(config):
 
 
 def start(config):
-    """A fresh run: ``theta = 0``, Meta-SGD's rates at ``inner_lr``, Adam at rest."""
+    """A fresh run: the family's initial ``theta`` (zeros for the linear models, ``MLP.init(seed)``
+    for networks; zeros for ``zero``), Meta-SGD's rates at ``inner_lr``, Adam at rest."""
     config = config.validated()
     family = _family(config)
     put, _ = _xp.backend(config.backend)
-    params = {"theta": put(np.zeros(family.parameter_shape))}
+    initial = np.zeros(family.parameter_shape) if config.method == "zero" else family.initial(config.seed)
+    params = {"theta": put(initial)}
     if config.method in LEARNS_RATES:
         params["rates"] = put(np.full(family.parameter_shape, float(config.inner_lr)))
     return State(config, params, adam.init(params), 0, np.random.default_rng(config.seed), [], [])
@@ -153,19 +161,24 @@ def meta_gradient(config, model, params, batch):
     if c.method == "reptile":
         direction = reptile_direction(theta, X, y, inner_lr=c.inner_lr, inner_steps=c.inner_steps, **common)
         return xp.mean(m.loss(theta, X, y, l2=c.l2)), {"theta": direction}
-    return xp.mean(m.loss(theta, X, y, l2=c.l2)), {"theta": xp.mean(m.grad(theta, X, y, l2=c.l2), axis=0)}
+    call = problem.model_call(m, theta, X, y, l2=c.l2)  # one forward pass for the loss and its gradient
+    with _xp.quiet_overflow():
+        losses, grads = m.value_grad(call.theta, call.X, call.y, call.l2)
+    return xp.mean(losses), {"theta": xp.mean(grads, axis=0)}
 
 
 def _device_batch(put, batch):
     return tuple(put(a) for a in (batch.Xs, batch.ys, batch.Xq, batch.yq))
 
 
-def held_out_accuracy(state, model, held):
-    """Mean query accuracy on the device batch ``held`` after ``inner_steps`` steps."""
+def held_out_score(state, model, held):
+    """``(mean, half-width of the 95% interval)`` over the device batch ``held`` of the query accuracy
+    after ``inner_steps`` steps; of the query loss (MSE) for a regression family (T12)."""
     c = state.config
-    accuracy, _ = adaptation_curve(model, state.params["theta"], *held, inner_lr=inner_rate(state),
-                                   steps=c.inner_steps, l2=c.l2)
-    return float(accuracy[-1].mean())
+    accuracy, loss = adaptation_curve(model, state.params["theta"], *held, inner_lr=inner_rate(state),
+                                      steps=c.inner_steps, l2=c.l2)
+    s = summarize((loss if accuracy is None else accuracy)[-1])
+    return s.mean, s.half_width
 
 
 def _require_finite(iteration, params, optimizer):
@@ -179,8 +192,8 @@ def _require_finite(iteration, params, optimizer):
 def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
     """Continue ``state`` to ``config.iterations``; returns the final state.
 
-    Every ``eval_every`` iterations, the mean query accuracy after ``inner_steps``
-    steps on the first ``curve_tasks`` held-out tasks joins ``state.curve`` (a
+    Every ``eval_every`` iterations, the mean query accuracy (MSE for regression) after
+    ``inner_steps`` steps on the first ``curve_tasks`` held-out tasks joins ``state.curve`` (a
     record of training only: nothing is selected with it). With ``checkpoint_path``,
     the state is saved atomically every ``checkpoint_every`` iterations (if > 0) and
     at the end. ``progress`` shows a progress bar (tqdm) on standard error.
@@ -188,12 +201,12 @@ def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
     c = state.config
     family = _family(c)
     put, _ = _xp.backend(c.backend)
-    todo = 0 if c.method == "zero" else c.iterations
+    todo = 0 if c.method in UNTRAINED else c.iterations
     held = None
     if c.eval_every and todo:
         held = _device_batch(put, family.held_out(c.curve_tasks, c.support, c.query))
     if held is not None and state.iteration == 0:
-        state.curve.append((0, held_out_accuracy(state, family.model, held)))
+        state.curve.append((0, *held_out_score(state, family.model, held)))
     bar = None
     if progress and state.iteration < todo:
         from tqdm.auto import tqdm
@@ -211,7 +224,7 @@ def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
             state.iteration += 1
             state.losses.append(float(loss))
             if held is not None and state.iteration % c.eval_every == 0:
-                state.curve.append((state.iteration, held_out_accuracy(state, family.model, held)))
+                state.curve.append((state.iteration, *held_out_score(state, family.model, held)))
             if checkpoint_path and checkpoint_every and state.iteration % checkpoint_every == 0:
                 save(checkpoint_path, state)
             if bar is not None:
@@ -240,7 +253,7 @@ def _fields(state):
         "iteration": np.array(state.iteration, dtype=np.int64),
         "rng": np.array(json.dumps(state.rng.bit_generator.state)),
         "losses": np.array(state.losses, dtype=np.float64),
-        "curve": np.array(state.curve, dtype=np.float64).reshape(-1, 2),
+        "curve": np.array(state.curve, dtype=np.float64).reshape(-1, 3),
     }
     for k, p in state.params.items():
         out[f"param_{k}"] = _xp.to_numpy(p)
@@ -287,9 +300,10 @@ def load(path, config=None):
                            + per_param[:3], per_param[3:])
     if _scalar(head, "format", "U") != FORMAT:
         raise Invalid(f"{path!r} is not a refmaml checkpoint")
-    if _scalar(head, "version", "i") != VERSION:
-        raise Invalid(f"{path!r} has checkpoint version {head['version'].item()}; "
-                                           f"this refmaml reads version {VERSION}")
+    version = _scalar(head, "version", "i")
+    if version not in READABLE:
+        raise Invalid(f"{path!r} has checkpoint version {version}; this refmaml reads versions "
+                      f"{', '.join(map(str, READABLE))}")
     try:
         saved = Config.from_dict(json.loads(_scalar(head, "config", "U")))
     except (ValueError, TypeError) as exc:
@@ -323,8 +337,14 @@ def load(path, config=None):
     losses, curve = head["losses"], head["curve"]
     if losses.dtype != np.float64 or losses.shape != (iteration,):
         raise Invalid(f"checkpoint field 'losses' must be float64 of shape ({iteration},)")
-    if curve.dtype != np.float64 or curve.ndim != 2 or curve.shape[1] != 2 or not np.all(np.isfinite(curve)):
-        raise Invalid("checkpoint field 'curve' must be a finite float64 array of shape (k, 2)")
+    columns = 2 if version == 1 else 3
+    if curve.dtype != np.float64 or curve.ndim != 2 or curve.shape[1] != columns \
+            or not np.all(np.isfinite(curve[:, :2])):
+        raise Invalid(f"checkpoint field 'curve' must be a finite float64 array of shape (k, {columns})")
+    if version > 1 and not np.all(np.isnan(curve[:, 2]) | (curve[:, 2] >= 0)):  # NaN: from a version 1 run
+        raise Invalid("checkpoint field 'curve' holds a negative or infinite half-width")
+    if version == 1:
+        curve = np.concatenate([curve, np.full((curve.shape[0], 1), np.nan)], axis=1)
     rng = _rng(_scalar(head, "rng", "U"))
     return State(saved, params, adam.State(m, v, iteration), iteration, rng,
-                 [float(x) for x in losses], [(int(i), float(a)) for i, a in curve])
+                 [float(x) for x in losses], [(int(i), float(a), float(h)) for i, a, h in curve])

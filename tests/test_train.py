@@ -120,7 +120,7 @@ def test_zero_and_all_methods_run_and_record():
             assert s.iteration == 0 and not np.any(s.params["theta"]) and s.curve == []
         else:
             assert s.iteration == 10 and len(s.losses) == 10 and np.all(np.isfinite(s.losses))
-            assert [i for i, _ in s.curve] == [0, 5, 10]
+            assert [i for i, _, _ in s.curve] == [0, 5, 10]
 
 
 @pytest.mark.parametrize("name", ["array-api-strict:device1", "cupy"])
@@ -138,7 +138,7 @@ def test_training_on_another_device_matches_numpy(name):
         got = refmaml._xp.to_numpy(dev.params[k])
         assert check.relative_error(got, host.params[k]) < 1e-12
     np.testing.assert_allclose(dev.losses, host.losses, rtol=1e-12)
-    np.testing.assert_allclose([a for _, a in dev.curve], [a for _, a in host.curve], rtol=0, atol=1e-12)
+    np.testing.assert_allclose([a for _, a, _ in dev.curve], [a for _, a, _ in host.curve], rtol=0, atol=1e-12)
 
 
 def test_resume_repeats_the_uninterrupted_run_bit_for_bit(tmp_path):

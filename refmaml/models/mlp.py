@@ -30,15 +30,6 @@ ACTIVATIONS = ("tanh", "relu")
 HESSIAN_BYTES = 2**30  # an explicit Hessian larger than this (float64) is refused: use hvp
 
 
-def _tanh(xp, z):
-    return xp.tanh(z)
-
-
-def _relu(xp, z):
-    """``max(z, 0)``, branch chosen by the real part (complex-step safe away from the kink)."""
-    return xp.where(_xp.real_part(xp, z) > 0, z, xp.zeros_like(z))
-
-
 class Perceptron:
     """The network of an MLP (N1): ``sizes = (d_in, h_1, ..., d_out)``; ``squeeze`` drops the output
     axis of length 1 (the logistic head takes one output per example as ``(T, n)``)."""
@@ -91,78 +82,94 @@ class Perceptron:
     # ----------------------------------------------------------------------- activations
 
     def _act(self, xp, z):
-        return _tanh(xp, z) if self.activation == "tanh" else _relu(xp, z)
-
-    def _slope(self, xp, z, h):
-        """``act'(z)`` alone (N8)."""
+        """``(h, act'(z))`` (N8): ``tanh`` with its slope ``1 - h^2``; ReLU as ``z * [z > 0]`` with the
+        mask as its slope (0 at the kink, as PyTorch), the branch taken on the real part."""
         if self.activation == "tanh":
-            return 1 - h * h
-        return xp.astype(_xp.real_part(xp, z) > 0, z.dtype)
+            h = xp.tanh(z)
+            return h, 1 - h * h
+        mask = xp.astype(_xp.real_part(xp, z) > 0, z.dtype)
+        return z * mask, mask
 
-    def _slopes(self, xp, z, h):
-        """``act'(z)`` and ``act''(z)`` from ``z`` and ``h = act(z)`` (N8): tanh' = 1 - h^2,
-        tanh'' = -2 h (1 - h^2); ReLU' = [z > 0] (0 at the kink, as PyTorch), ReLU'' = 0."""
-        d1 = self._slope(xp, z, h)
-        return (d1, -2 * h * d1) if self.activation == "tanh" else (d1, None)
+    def _curvature(self, h, slope):
+        """``act''(z)`` (N8): ``-2 h (1 - h^2)`` for tanh; ``None`` for ReLU (zero away from the kink)."""
+        return -2 * h * slope if self.activation == "tanh" else None
 
     # ----------------------------------------------------------------------- the passes
 
     def forward(self, theta, X):
         """Outputs ``z_L (T, n, d_out)`` (``(T, n)`` with ``squeeze``) and the cache: the layers'
-        weights, inputs ``h_{l-1}``, pre-activations ``z_l`` and activations (N1)."""
+        weights, inputs ``h_{l-1}``, pre-activations ``z_l``, activations and slopes (N1), (N8)."""
         xp = array_namespace(X)
         parts = self.unflatten(theta)
-        h, inputs, pre, acts = X, [], [], []
+        h, inputs, pre, acts, slopes = X, [], [], [], []
         for l, (W, b) in enumerate(parts):
             inputs.append(h)
-            z = h @ xp.matrix_transpose(W) + b[..., None, :]
+            z = h @ xp.matrix_transpose(W)
+            z += b[..., None, :]
             pre.append(z)
             if l < len(parts) - 1:
-                h = self._act(xp, z)
+                h, slope = self._act(xp, z)
                 acts.append(h)
+                slopes.append(slope)
         out = z[..., 0] if self.squeeze else z
-        return out, {"parts": parts, "inputs": inputs, "pre": pre, "acts": acts, "deltas": None}
+        return out, {"parts": parts, "inputs": inputs, "pre": pre, "acts": acts, "slopes": slopes,
+                     "deltas": None}
 
     def _output_axis(self, a):
         return a[..., None] if self.squeeze else a
 
     def _deltas(self, cache, r):
-        """``delta_l``, the adjoints of ``z_l``, from ``delta_L = r`` down (N2); with each layer's
-        ``act'`` and ``act''`` at ``z_{l-1}``, kept for the HVP at the same point."""
-        xp = array_namespace(r)
-        parts, pre, acts = cache["parts"], cache["pre"], cache["acts"]
+        """``delta_l``, the adjoints of ``z_l``, from ``delta_L = r`` down (N2), and ``W_l^T delta_l``
+        before the slope (kept for the HVP's second-order term at the same point)."""
+        parts, slopes = cache["parts"], cache["slopes"]
         delta = self._output_axis(r)
-        deltas = [None] * len(parts)
-        slopes = [None] * len(parts)
+        deltas, raws = [None] * len(parts), [None] * len(parts)
         for l in range(len(parts) - 1, -1, -1):
             deltas[l] = delta
             if l:
-                slopes[l - 1] = self._slopes(xp, pre[l - 1], acts[l - 1])
-                delta = (delta @ parts[l][0]) * slopes[l - 1][0]
-        return deltas, slopes
+                raws[l] = delta @ parts[l][0]
+                delta = raws[l] * slopes[l - 1]
+        return deltas, raws
+
+    def _collect(self, xp, items):
+        """The flat ``(T, P)`` vector of per-layer ``(A_l^T B_l, sum_i a_l)`` for ``items = [(A_l,
+        B_l, a_l), ...]`` (each ``(T, n, .)``): weight then bias, layer by layer (N3), (N6). On NumPy
+        the products are written into the result in place; elsewhere they are joined by ``concat``;
+        both compute the same products."""
+        T = items[0][0].shape[0]
+        if xp is _xp.NUMPY:
+            dtype = np.result_type(*(a.dtype for item in items for a in item))
+            out = np.empty((T, self.size), dtype=dtype)
+            for (w, b, size, fan_in), (A, B, a) in zip(self.layers, items, strict=True):
+                weight = out[:, w:b].view()
+                weight.shape = (T, size, fan_in)  # a view, or an error: never a silent copy
+                np.matmul(np.swapaxes(A, -1, -2), B, out=weight)
+                np.sum(a, axis=-2, out=out[:, b:b + size])
+            return out
+        return self.flatten([(xp.matrix_transpose(A) @ B, xp.sum(a, axis=-2)) for A, B, a in items])
 
     def vjp(self, cache, X, r):
         """``J^T r``: ``grad W_l = delta_l^T h_{l-1}``, ``grad b_l = sum_i delta_l`` (N3); summed over
         the examples, not divided by ``n``. Keeps the adjoints in the cache for :meth:`hvp`."""
         xp = array_namespace(X)
-        deltas, slopes = self._deltas(cache, r)
-        cache["deltas"], cache["slopes"] = deltas, slopes
-        return self.flatten([(xp.matrix_transpose(d) @ h, xp.sum(d, axis=-2))
-                             for d, h in zip(deltas, cache["inputs"], strict=True)])
+        deltas, raws = self._deltas(cache, r)
+        cache["deltas"], cache["raws"] = deltas, raws
+        return self._collect(xp, [(d, h, d) for d, h in zip(deltas, cache["inputs"], strict=True)])
 
     def jvp(self, cache, X, v):
         """``J v`` and the directional derivatives ``R{z_l}``, ``R{h_l}`` of every layer (N4)."""
         xp = array_namespace(X)
-        parts, pre, acts = cache["parts"], cache["pre"], cache["acts"]
+        parts, slopes = cache["parts"], cache["slopes"]
         directions = self.unflatten(v)
         Rz, Rh = [], [None]
         for l, ((W, _), (V, vb)) in enumerate(zip(parts, directions, strict=True)):
-            z_dot = cache["inputs"][l] @ xp.matrix_transpose(V) + vb[..., None, :]
+            z_dot = cache["inputs"][l] @ xp.matrix_transpose(V)
+            z_dot += vb[..., None, :]
             if l:
-                z_dot = z_dot + Rh[l] @ xp.matrix_transpose(W)
+                z_dot += Rh[l] @ xp.matrix_transpose(W)
             Rz.append(z_dot)
             if l < len(parts) - 1:
-                Rh.append(self._slope(xp, pre[l], acts[l]) * z_dot)
+                Rh.append(slopes[l] * z_dot)
         return Rz, Rh, directions
 
     def hvp(self, cache, X, v, head, c, r, second_order=True):
@@ -172,30 +179,29 @@ class Perceptron:
         product ``J^T W (J v)`` (N7)."""
         xp = array_namespace(X)
         if cache.get("deltas") is None:
-            cache["deltas"], cache["slopes"] = self._deltas(cache, r)
-        deltas, slopes = cache["deltas"], cache["slopes"]
-        parts, inputs = cache["parts"], cache["inputs"]
+            cache["deltas"], cache["raws"] = self._deltas(cache, r)
+        deltas, raws = cache["deltas"], cache["raws"]
+        parts, inputs, slopes, acts = cache["parts"], cache["inputs"], cache["slopes"], cache["acts"]
         Rz, Rh, directions = self.jvp(cache, X, v)
         out = Rz[-1][..., 0] if self.squeeze else Rz[-1]
         R_delta = self._output_axis(head.curvature(c, out))
-        pieces = [None] * len(parts)
+        items = [None] * len(parts)
         for l in range(len(parts) - 1, -1, -1):
-            W = parts[l][0]
-            V = directions[l][0]
             d = deltas[l]
-            RgW = xp.matrix_transpose(R_delta) @ inputs[l]
-            if second_order and l:
-                RgW = RgW + xp.matrix_transpose(d) @ Rh[l]
-            pieces[l] = (RgW, xp.sum(R_delta, axis=-2))
+            if second_order and l:  # R{delta_l} h^T + delta_l R{h}^T as one product over 2n examples
+                items[l] = (xp.concat([R_delta, d], axis=-2), xp.concat([inputs[l], Rh[l]], axis=-2), R_delta)
+            else:
+                items[l] = (R_delta, inputs[l], R_delta)
             if l:
-                a1, a2 = slopes[l - 1]
-                back = R_delta @ W
+                back = R_delta @ parts[l][0]
                 if second_order:
-                    back = back + d @ V
-                R_delta = back * a1
-                if second_order and a2 is not None:
-                    R_delta = R_delta + (d @ W) * a2 * Rz[l - 1]
-        return self.flatten(pieces)
+                    back += d @ directions[l][0]
+                back *= slopes[l - 1]
+                a2 = self._curvature(acts[l - 1], slopes[l - 1]) if second_order else None
+                if a2 is not None:
+                    back += raws[l] * a2 * Rz[l - 1]
+                R_delta = back
+        return self._collect(xp, items)
 
     def hessian(self, cache, X, head, c, r):
         """Explicit ``(T, P, P)``: the HVP of each basis vector, column by column (N6); not divided

@@ -61,9 +61,10 @@ class Model:
 
     def _gradient(self, cache, X, r, theta, l2):
         """``(1/n) J^T r + l2 theta`` (H2)."""
-        g = self.network.vjp(cache, X, r) / X.shape[-2]
+        g = self.network.vjp(cache, X, r)  # a fresh array: updated in place below
+        g /= X.shape[-2]
         if l2:
-            g = g + l2 * theta
+            g += l2 * theta
         return g
 
     def grad_state(self, theta, X, y, l2):
@@ -82,9 +83,10 @@ class Model:
     def hvp_state(self, state, X, v, l2):
         """``H v = (1/n) (J^T W (J v) + R[v]) + l2 v`` (H4) at the point ``state`` came from."""
         cache, c, r = state
-        Hv = self.network.hvp(cache, X, v, self.head, c, r) / X.shape[-2]
+        Hv = self.network.hvp(cache, X, v, self.head, c, r)  # fresh: updated in place
+        Hv /= X.shape[-2]
         if l2:
-            Hv = Hv + l2 * v
+            Hv += l2 * v
         return Hv
 
     def hessian_matrix(self, theta, X, y, l2):
