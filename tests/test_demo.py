@@ -85,8 +85,8 @@ def _theta_of(name):
 
 def test_table_and_files(report, tmp_path):
     text = demo.format_table(report)
-    for label in demo.LABELS.values():
-        assert label in text
+    for name in report["methods"]:
+        assert demo.LABELS[name] in text
     assert "paired with the better baseline" in text
     json_path, figure = demo.write(report, tmp_path / "out")
     with open(json_path) as f:
@@ -97,17 +97,58 @@ def test_table_and_files(report, tmp_path):
 
 
 def test_demo_command_meets_its_claims(tmp_path, capsys):
-    """`refmaml demo` as a new user runs it: on held-out tasks Meta-SGD beats both baselines with
-    non-overlapping 95% intervals; exact MAML is not significantly worse than the better baseline."""
+    """`refmaml demo` as a new user runs it, the sinusoid of the MAML paper: after one step MAML's
+    query MSE is at most 0.45, and every baseline's MSE is at least three times MAML's at every
+    step from 1 to 10; at least 20,000 meta-iterations for MAML, recorded."""
     assert cli.main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "results: " in out and "figure: " in out
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["eval_tasks"] == 500 and r["query"] == 100 and r["metric"] == "mse" and r["steps"] == 10
+    assert r["methods"]["maml"]["iterations"] >= 20000
+    maml = r["methods"]["maml"]["loss"]
+    assert maml[1]["mean"] <= 0.45
+    for baseline in ("random", "pretrain", "random-tuned", "pretrain-tuned"):
+        for k in range(1, 11):
+            assert r["methods"][baseline]["loss"][k]["mean"] >= 3 * maml[k]["mean"], (baseline, k)
+    assert r["methods"]["maml"]["accuracy"] is None
+    assert r["paired"]["maml"]["loss_difference"]["ci95"][1] < 0  # lower MSE than the better baseline
+
+
+def test_demo_on_the_synthetic_family_meets_its_claims(tmp_path, capsys):
+    """`refmaml demo --family synthetic-binary`: on held-out tasks Meta-SGD beats both baselines with
+    non-overlapping 95% intervals; exact MAML is not significantly worse than the better baseline."""
+    assert cli.main(["demo", "--family", "synthetic-binary", "--out", str(tmp_path), "--quiet"]) == 0
+    capsys.readouterr()
     r = json.loads((tmp_path / "results.json").read_text())
     assert r["eval_tasks"] == 500
     last = {name: m["accuracy"][-1] for name, m in r["methods"].items() if isinstance(m["accuracy"], list)}
     for baseline in ("zero", "pretrain", "zero-tuned", "pretrain-tuned"):
         assert last["metasgd"]["ci95"][0] > last[baseline]["ci95"][1]
     assert r["paired"]["maml"]["accuracy_difference"]["ci95"][1] >= 0
+
+
+def test_a_sinusoid_report_and_its_figure(tmp_path):
+    """The regression report keeps the layout of the others: MSE in the loss rows (steps 0..10),
+    no accuracy, paired differences on the loss, the baselines random and pretrain with their tuned
+    rows, and the example held-out task of the figure."""
+    r = demo.compare("sinusoid", eval_tasks=30, iterations=20, eval_every=10, curve_tasks=5)
+    assert set(r["methods"]) == set(demo.NETWORK_METHODS) | {b + demo.TUNED for b in demo.NETWORK_BASELINES}
+    for name, m in r["methods"].items():
+        assert m["accuracy"] is None and len(m["loss"]) == 11
+    assert set(r["paired"]) == {"maml", "fomaml", "reptile", "metasgd"}
+    assert all(set(p) == {"against", "loss_difference"} for p in r["paired"].values())
+    assert r["methods"]["reptile"]["config"]["inner_steps"] == 5
+    assert r["methods"]["random-tuned"]["rate"] in demo.RATE_GRID
+    ex = r["example"]
+    assert len(ex["x_shots"]) == 10 and set(ex["predictions"]) == {"maml", "pretrain"}
+    assert set(ex["predictions"]["maml"]) == {"0", "1", "10"}
+    text = demo.format_table(r)
+    assert "query MSE on 30 held-out tasks of sinusoid" in text and "step 10" in text
+    json_path, figure = demo.write(r, tmp_path)
+    if figure is not None:
+        with open(figure, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_train_command_and_resume(tmp_path, capsys):

@@ -38,3 +38,7 @@ def test_readme_examples_run():
     g = refmaml.meta_value_and_grad(lin["best"], lin["Xs"], lin["ys"], lin["Xq"], lin["yq"], inner_lr=0.05,
                                     inner_steps=3, model="linear")[1]
     assert np.linalg.norm(g) <= 1e-10 * np.linalg.norm(lin["grad"])
+    # the network example: PyTorch's layout, the flat gradient
+    net = next(s for s in seen if "shapes" in s)
+    assert net["shapes"] == [((40, 1), (40,)), ((40, 40), (40,)), ((1, 40), (1,))]
+    assert net["grad"].shape == (1761,) and np.all(np.isfinite(net["grad"]))

@@ -116,3 +116,29 @@ def test_digits_sizes_must_split_evenly():
         fam.batch("test", [0], 300, 300)
     with pytest.raises(ValueError, match="ways must be <= 4"):
         tasks.Digits(ways=5)
+
+
+def test_sinusoid_tasks():
+    """(T13): A sin(x - phi) with A in [0.1, 5], phi in [0, pi], x in [-5, 5]; held-out tasks seeded
+    by index, training batches drawn at once from the run's generator."""
+    fam = tasks.family("sinusoid")
+    held = fam.held_out(20, 10, 100)
+    assert held.Xs.shape == (20, 10, 1) and held.Xq.shape == (20, 100, 1) and held.ys.shape == (20, 10)
+    for t in (0, 7):
+        A, phi = fam.function("test", t)
+        assert 0.1 <= A <= 5 and 0 <= phi <= np.pi
+        np.testing.assert_array_equal(held.ys[t], A * np.sin(held.Xs[t, :, 0] - phi))
+        np.testing.assert_array_equal(held.yq[t], A * np.sin(held.Xq[t, :, 0] - phi))
+    assert np.all(np.abs(held.Xs) <= 5) and held.truth is None
+    again = fam.held_out(20, 10, 100)
+    assert np.array_equal(again.Xq, held.Xq)
+    rng = np.random.default_rng(4)
+    b = fam.sample(rng, 25, 10, 10)
+    assert b.Xs.shape == (25, 10, 1) and b.yq.shape == (25, 10)
+    ratio = b.ys / np.sin(b.Xs[..., 0])  # not constant in x: each task has its own phase
+    assert np.ptp(ratio[0]) > 0
+    c = tasks.family("sinusoid").sample(np.random.default_rng(4), 25, 10, 10)
+    assert np.array_equal(c.Xq, b.Xq)  # the generator's stream is the batch
+    assert fam.parameter_shape == (1761,) and fam.regression and fam.eval_query == 100
+    import json
+    json.dumps(fam.describe())
