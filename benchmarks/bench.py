@@ -8,7 +8,7 @@ refmaml's before it is timed. For each configuration: the time of the first call
 and compiles per shape and K; ``torch.func`` has a first-call cost too), then the median of
 repeated calls after a warm-up, and each peer's ratio to refmaml's fastest form.
 
-    python benchmarks/bench.py                      # the configurations and sweeps of README.md
+    python benchmarks/bench.py                      # the configurations, sweeps and networks of README.md
     python benchmarks/bench.py --quick              # two small configurations
     python benchmarks/bench.py --backend cupy       # refmaml on CuPy (PyTorch CUDA, JAX GPU if present)
     python benchmarks/bench.py --memory             # peak memory of one meta-gradient
@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import refmaml  # noqa: E402
-from refmaml import models, policy, problem as validated  # noqa: E402
+from refmaml import _malloc, models, policy, problem as validated  # noqa: E402
 
 CONFIGS = [(32, 10, 15, 64, 5), (32, 25, 25, 784, 5), (32, 25, 25, 784, 20), (256, 10, 15, 64, 5),
            (8, 100, 100, 1024, 10), (32, 10, 15, 4096, 5)]
@@ -379,9 +379,12 @@ def main(argv=None):
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds of repeated calls per timing")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--keep-env", action="store_true", help="keep OPENBLAS_* variables")
-    parser.add_argument("--groups", help="comma-separated groups to run (e.g. 'GPU target')")
+    parser.add_argument("--groups", help="comma-separated groups to run (e.g. 'GPU target', 'networks')")
+    parser.add_argument("--keep-freed-blocks", action="store_true",
+                        help="raise glibc's mmap and trim thresholds first, as refmaml demo and train do")
     args = parser.parse_args(argv)
-    info = machine()
+    kept = _malloc.keep_freed_blocks() if args.keep_freed_blocks else False
+    info = {**machine(), "keep_freed_blocks": kept}
     print(json.dumps(info))
     if args.threads:
         rows = thread_rows(args.min_time)
@@ -424,6 +427,12 @@ def main(argv=None):
             result[title] = rows
             print(f"\n{title} (median per call; x = ratio to refmaml's fastest form; ! = disagrees)")
             print(table(rows))
+        if args.backend == "numpy" and not args.quick and not args.float32 and \
+                (not args.groups or "networks" in args.groups.split(",")):
+            import networks  # benchmarks/networks.py: MLPs, and meta-training iterations per second
+            print("\nnetworks (median per call; x = ratio to refmaml)")
+            result["networks"] = networks.meta_gradients(args.min_time)
+            result["network training"] = networks.training(1000)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
