@@ -14,7 +14,7 @@ import pytest
 
 import refmaml
 from refmaml import adam, check, evaluate, maml, oracle, special, train, tutorial
-from refmaml.models import Model, linear, logistic, softmax
+from refmaml.models import MLP, Model, linear, logistic, softmax
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TAG = re.compile(r"\\tag\{([A-Z]+)(\d+)\}")
@@ -85,6 +85,7 @@ PUBLIC_MATH = [
     linear.affine_map, linear.closed_form_meta_value_and_grad, linear.meta_optimum,
     Model.loss, Model.grad, Model.hvp, Model.hessian, Model.predict, Model.class_probabilities,
     Model.value, Model.grad_state, Model.value_grad, Model.hvp_state, Model.hessian_matrix,
+    MLP.init, MLP.unflatten, MLP.hessian,
     maml.adapt, maml.meta_value_and_grad, refmaml.reptile_direction, refmaml.imaml_value_and_grad,
     oracle.check,
     adam.step, train.meta_gradient, evaluate.summarize, evaluate.query_metrics,

@@ -290,8 +290,8 @@ class MLP(Model):
         return out
 
     def unflatten(self, theta):
-        """``[(W, b), ...]``: each layer's weight ``(out, in)`` and bias ``(out,)``, with a leading task
-        axis when ``theta`` has one; views of ``theta`` in its own namespace."""
+        """``[(W, b), ...]``: each layer's weight ``(out, in)`` and bias ``(out,)`` of (N1), with a
+        leading task axis when ``theta`` has one; views of ``theta`` in its own namespace."""
         xp, dev = _xp.namespace(theta=theta)
         theta = _validate.floating(xp, dev, theta, "theta", allow_complex=True, ndims=(1, 2))
         self.network.check_parameters(tuple(theta.shape[-1:]), self.sizes[0], "theta", "X", (self.sizes[0],))
