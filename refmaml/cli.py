@@ -7,8 +7,17 @@ import sys
 
 from . import __version__, _malloc
 
+from .demo import PRESETS
 from .tasks import FAMILIES
-from .train import METHODS
+from .train import METHODS, Config
+
+
+def _presets_text():
+    keys = ("inner_lr", "inner_steps", "iterations", "meta_batch", "outer_lr", "support", "query")
+    lines = ["presets (the defaults of each family; options given override them):"]
+    for family, values in PRESETS.items():
+        lines.append(f"  {family:17s} " + ", ".join(f"{k} {values[k]}" for k in keys))
+    return "\n".join(lines)
 
 
 def _fail(command, exc):
@@ -17,11 +26,14 @@ def _fail(command, exc):
 
 
 def _writable(directory, what):
-    """Create ``directory`` if needed and check that a file can be written there, before any work."""
+    """Create ``directory`` if needed (and say so) and check that a file can be written there,
+    before any work."""
     import tempfile
 
     try:
-        os.makedirs(directory, exist_ok=True)
+        if not os.path.isdir(directory):
+            os.makedirs(directory)
+            print(f"created the folder {directory} ({what})", file=sys.stderr)
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
@@ -123,8 +135,11 @@ def _demo(args):
     t0 = time.perf_counter()
     print(f"meta-training {len(demo.plan(args.family).methods)} methods on {args.family} ({args.backend}), "
           f"then evaluating on {args.eval_tasks} held-out tasks ...", file=sys.stderr)
-    report = demo.compare(args.family, seed=args.seed, backend=args.backend, eval_tasks=args.eval_tasks,
-                          progress=not args.quiet)
+    try:  # a missing CuPy is found when the first run starts, before any work
+        report = demo.compare(args.family, seed=args.seed, backend=args.backend, eval_tasks=args.eval_tasks,
+                              progress=not args.quiet)
+    except ImportError as exc:
+        return _fail("demo", exc)
     return _finish(report, args.out, time.perf_counter() - t0)
 
 
@@ -135,10 +150,11 @@ def _train(args):
 
     given = {k: getattr(args, k) for k in (f.name for f in dataclasses.fields(train.Config))
              if getattr(args, k, None) is not None}
+    target = args.checkpoint or args.resume  # a resumed run goes on saving where it came from
     try:
         if args.resume:
-            saved = train.load(args.resume).config
-            config = train.Config(**{**saved.as_dict(), **given})
+            saved = train.load(args.resume)
+            config = train.Config(**{**saved.config.as_dict(), **given})
         else:
             preset = demo.PRESETS[given.get("family", train.Config.family)]
             config = train.Config(**{**preset, **given})
@@ -149,24 +165,37 @@ def _train(args):
             raise ValueError(f"--eval-tasks must be at least 2; got {args.eval_tasks}")
         if args.checkpoint_every < 0:
             raise ValueError(f"--checkpoint-every must be >= 0; got {args.checkpoint_every}")
+        if args.resume and saved.iteration > config.iterations and config.method not in train.UNTRAINED:
+            raise ValueError(f"the checkpoint {args.resume} holds {saved.iteration} iterations, more than "
+                             f"--iterations {config.iterations}: give --iterations {saved.iteration} or more")
         _writable(args.out, "--out")
-        if args.checkpoint:
-            _writable(os.path.dirname(os.path.abspath(args.checkpoint)), "the folder of --checkpoint")
+        if target:
+            _writable(os.path.dirname(os.path.abspath(target)), "the folder of the checkpoint")
+        if args.resume and saved.iteration == config.iterations:
+            print(f"the run saved in {args.resume} is complete at {saved.iteration} iterations; its results:",
+                  file=sys.stderr)
+        elif target:
+            print(f"checkpoints: {target} (every {args.checkpoint_every} iterations and at the end)"
+                  if args.checkpoint_every else f"checkpoint: {target} (at the end)", file=sys.stderr)
         _malloc.keep_freed_blocks()
         t0 = time.perf_counter()
-        state = train.train(config, checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every,
+        state = train.train(config, checkpoint_path=target, checkpoint_every=args.checkpoint_every,
                             resume=args.resume, progress=not args.quiet)
         seconds = time.perf_counter() - t0
-    except (TypeError, ValueError, OSError) as exc:  # InvalidCheckpoint is a ValueError
+    except (TypeError, ValueError, OSError, ImportError) as exc:  # InvalidCheckpoint is a ValueError
         return _fail("train", exc)
     report = demo.report({config.method: (state, seconds)}, eval_tasks=args.eval_tasks)
-    return _finish(report, args.out, seconds)
+    code = _finish(report, args.out, seconds)
+    if target:
+        print(f"checkpoint: {target} (iteration {state.iteration})")
+    return code
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="refmaml",
-        description="Reference MAML for logistic models: exact meta-gradients, verified.",
+        description="Reference MAML for logistic models, linear regression and multilayer perceptrons: "
+                    "exact meta-gradients, verified.",
     )
     parser.add_argument("--version", action="version", version=f"refmaml {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,36 +216,49 @@ def build_parser():
     p.add_argument("--out", default="refmaml-demo", help="directory for results.json and figure.png "
                                                          "(default ./refmaml-demo)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
+    p.add_argument("--backend", default="numpy", choices=("numpy", "cupy"),
+                   help="array library (default numpy; cupy needs CuPy and an NVIDIA GPU)")
     p.add_argument("--eval-tasks", type=int, default=500, help="held-out tasks (default 500)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_demo)
-    p = sub.add_parser("train", help="meta-train one method; checkpoints, resume, evaluation")
-    p.add_argument("--family", choices=list(FAMILIES), help="task family (default synthetic-binary)")
-    p.add_argument("--method", choices=METHODS, help="default maml")
+    p = sub.add_parser("train", help="meta-train one method; checkpoints, resume, evaluation",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_presets_text())
+    fields = {f.name: f.default for f in dataclasses.fields(Config)}
+
+    def preset(name, text):
+        """Help text with the default of the default family and a pointer to the others."""
+        return f"{text} (default: the family's preset below; {fields['family']}: {PRESETS[fields['family']][name]})"
+
+    p.add_argument("--family", choices=list(FAMILIES), help=f"task family (default {fields['family']})")
+    p.add_argument("--method", choices=METHODS, help=f"default {fields['method']}")
     p.add_argument("--inner-lr", dest="inner_lr", type=float,
-                   help="inner rate (Meta-SGD: the rates' initial value)")
-    p.add_argument("--inner-steps", dest="inner_steps", type=int, help="inner gradient steps K")
-    p.add_argument("--meta-batch", dest="meta_batch", type=int, help="tasks per meta-batch")
-    p.add_argument("--iterations", type=int, help="meta-training iterations")
-    p.add_argument("--outer-lr", dest="outer_lr", type=float, help="Adam's step size")
-    p.add_argument("--support", type=int, help="support examples per task (n)")
-    p.add_argument("--query", type=int, help="query examples per task (m)")
-    p.add_argument("--l2", type=float, help="ridge coefficient of the inner (support) loss")
-    p.add_argument("--lam", type=float, help="iMAML's proximal strength")
-    p.add_argument("--seed", type=int, help="training seed (default 0)")
-    p.add_argument("--backend", choices=("numpy", "cupy"), help="default numpy")
+                   help=preset("inner_lr", "inner rate (Meta-SGD: the rates' initial value)"))
+    p.add_argument("--inner-steps", dest="inner_steps", type=int, help=preset("inner_steps", "inner gradient steps K"))
+    p.add_argument("--meta-batch", dest="meta_batch", type=int, help=preset("meta_batch", "tasks per meta-batch"))
+    p.add_argument("--iterations", type=int, help=preset("iterations", "meta-training iterations"))
+    p.add_argument("--outer-lr", dest="outer_lr", type=float, help=preset("outer_lr", "Adam's step size"))
+    p.add_argument("--support", type=int, help=preset("support", "support examples per task (n)"))
+    p.add_argument("--query", type=int, help=preset("query", "query examples per task (m)"))
+    p.add_argument("--l2", type=float, help=f"ridge coefficient of the inner (support) loss (default {fields['l2']})")
+    p.add_argument("--lam", type=float, help=preset("lam", "iMAML's proximal strength"))
+    p.add_argument("--seed", type=int, help=f"training seed (default {fields['seed']})")
+    p.add_argument("--backend", choices=("numpy", "cupy"), help=f"array library (default {fields['backend']}; "
+                                                               "cupy needs CuPy and an NVIDIA GPU)")
     p.add_argument("--eval-every", dest="eval_every", type=int,
-                   help="iterations between held-out evaluations of the training curve (0: none)")
-    p.add_argument("--curve-tasks", dest="curve_tasks", type=int, help="held-out tasks of the training curve")
-    p.add_argument("--checkpoint", help="save the training state here (atomically) at intervals "
-                                        "and at the end")
+                   help=f"iterations between held-out evaluations of the training curve, 0 for none "
+                        f"(default {fields['eval_every']}; sinusoid: {PRESETS['sinusoid']['eval_every']})")
+    p.add_argument("--curve-tasks", dest="curve_tasks", type=int,
+                   help=f"held-out tasks of the training curve (default {fields['curve_tasks']})")
+    p.add_argument("--checkpoint", help="save the training state here (atomically) at intervals and at the end; "
+                                        "a resumed run saves to the checkpoint it resumed from unless this "
+                                        "names another (the folder is created if missing)")
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=100,
-                   help="iterations between checkpoints (default 100)")
-    p.add_argument("--resume", help="continue the run saved in this checkpoint (options given must match it, "
-                                    "except --iterations)")
-    p.add_argument("--eval-tasks", type=int, default=500, help="held-out tasks of the final evaluation")
-    p.add_argument("--out", default="refmaml-train", help="directory for results.json and figure.png")
+                   help="iterations between checkpoints, 0 for the end only (default 100)")
+    p.add_argument("--resume", help="continue the run saved in this checkpoint, to --iterations (at least the "
+                                    "iterations it holds); other options given must match it")
+    p.add_argument("--eval-tasks", type=int, default=500, help="held-out tasks of the final evaluation (default 500)")
+    p.add_argument("--out", default="refmaml-train", help="directory for results.json and figure.png "
+                                                          "(default ./refmaml-train)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
     p = sub.add_parser("audit", help="check every claim of the seed tutorial and print the errata table")

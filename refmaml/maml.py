@@ -111,11 +111,12 @@ def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0,
 
 
 def _reduce(p, reduction, per_task):
-    """``(T, ...)`` per-task results -> mean, sum, or (for one task) the task's own."""
+    """``(T, ...)`` per-task results -> mean, sum, or (for one task) the task's own; always an
+    array of the inputs' namespace (a 0-d array for a reduced loss, never a NumPy scalar)."""
     xp = p.xp
     if reduction == "none":
         return per_task if p.batched else per_task[0, ...]
-    return (xp.mean if reduction == "mean" else xp.sum)(per_task, axis=0)
+    return xp.asarray((xp.mean if reduction == "mean" else xp.sum)(per_task, axis=0))
 
 
 def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="logistic",

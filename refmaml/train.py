@@ -26,6 +26,7 @@ the bit.
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 
@@ -238,8 +239,16 @@ def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
 
 
 def train(config, *, checkpoint_path=None, checkpoint_every=0, resume=None, progress=False):
-    """Train from scratch, or from the checkpoint ``resume``; see :func:`run`."""
+    """Train from scratch, or from the checkpoint ``resume``; see :func:`run`.
+
+    A resumed run continues to ``config.iterations``, which must be at least the iterations the
+    checkpoint holds (a ValueError that says how many it holds; equal: the run is already complete
+    and is returned as saved).
+    """
     state = load(resume, config) if resume is not None else start(config)
+    if state.iteration > state.config.iterations and state.config.method not in UNTRAINED:
+        raise ValueError(f"the checkpoint {os.fspath(resume)!r} holds {state.iteration} iterations, more than "
+                         f"iterations={state.config.iterations}: resume to {state.iteration} or more")
     return run(state, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, progress=progress)
 
 

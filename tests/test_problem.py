@@ -145,3 +145,16 @@ def test_none_in_model_functions(module):
         module.hvp(theta, X, y, None)
     with pytest.raises(TypeError, match="inner_lr is None"):
         refmaml.adapt(theta, X, y, inner_lr=None, inner_steps=1, model=module.MODEL.name)
+
+
+def test_losses_are_zero_dimensional_arrays_of_the_inputs_namespace():
+    """DESIGN: ``meta_loss`` is a 0-d array (``float(meta_loss)`` gives the number), never a NumPy
+    scalar; the same for iMAML, the closed form of linear regression and one task's model loss."""
+    a = _meta_args()
+    for out in (refmaml.meta_value_and_grad(*a.values(), inner_lr=0.1, inner_steps=1)[0],
+                refmaml.meta_value_and_grad(*a.values(), inner_lr=0.1, inner_steps=1, reduction="sum")[0],
+                refmaml.imaml_value_and_grad(*a.values(), lam=1.0)[0],
+                logistic.loss(a["theta"], a["Xs"][0], a["ys"][0]),
+                linear.closed_form_meta_value_and_grad(a["theta"], *list(a.values())[1:], inner_lr=0.1,
+                                                       inner_steps=1)[0]):
+        assert type(out) is np.ndarray and out.shape == ()

@@ -147,7 +147,7 @@ def closed_form_meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_st
         losses = xp.mean((residual[..., 0] - p.yq) ** 2, axis=-1)
         g_K = (Q @ theta_K[..., None])[..., 0] - q                    # grad L_q(theta_K), (Q6)
         g = (xp.matrix_transpose(M) @ g_K[..., None])[..., 0]         # (Q7)
-        return _finite(p, xp.mean(losses), xp.mean(g, axis=0))
+        return _finite(p, xp.asarray(xp.mean(losses)), xp.mean(g, axis=0))
 
 
 def meta_optimum(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):

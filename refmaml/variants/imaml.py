@@ -208,4 +208,4 @@ def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0
         "cg_iterations": cg_iterations,
         "tol": tol,
     }
-    return xp.mean(losses), xp.mean(g, axis=0), info
+    return xp.asarray(xp.mean(losses)), xp.mean(g, axis=0), info
