@@ -10,6 +10,8 @@ derandomised, so a CI run is reproducible and quick) and ``thorough``
 (1000 examples, random): ``pytest --hypothesis-profile=thorough``.
 """
 
+import os
+
 import array_api_compat
 import numpy as np
 import pytest
@@ -85,3 +87,45 @@ def backend(request):
     import cupy
 
     return Backend("cupy", array_api_compat.array_namespace(cupy.empty(0)), cupy.cuda.Device(0))
+
+
+# --- in CI, a skip fails the run unless it is a CuPy test's (no GPU) ----------------------------
+
+GPU_SKIP = "CuPy tests need CuPy and an NVIDIA GPU"
+_SKIPPED = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _SKIPPED.append((report.nodeid, reason))
+
+
+def _in_ci():
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if os.environ.get("REFMAML_FUZZ_REPORT"):  # the tally RELIABILITY.md quotes
+        from .fuzz import TALLY
+
+        import collections
+        total = collections.Counter()
+        terminalreporter.section("fuzz tally")
+        for name, counts in sorted(TALLY.items()):
+            total.update(counts)
+            terminalreporter.write_line(
+                f"{name:40s} " + "  ".join(f"{e}->{o}: {c}" for (e, o), c in sorted(counts.items())))
+        terminalreporter.write_line(
+            f"{'all':40s} " + "  ".join(f"{e}->{o}: {c}" for (e, o), c in sorted(total.items()))
+            + f"  total {sum(total.values())}")
+    bad = [(node, reason) for node, reason in _SKIPPED if GPU_SKIP not in reason]
+    if _in_ci() and bad:
+        terminalreporter.section("skips that fail CI")
+        for node, reason in bad:
+            terminalreporter.write_line(f"{node}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _in_ci() and any(GPU_SKIP not in reason for _, reason in _SKIPPED) and session.exitstatus == 0:
+        session.exitstatus = 1

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .fuzz import ENTRIES, TALLY, leaves, mutations, run
+from .fuzz import ENTRIES, TALLY, leaves, mutations, run  # TALLY: printed by conftest.py
 
 EXAMPLES = 5 * settings.default.max_examples
 
@@ -38,21 +38,6 @@ def test_hostile_argument(entry, data):
     )
     outcome = run(entry, args, name, label, value, expectation)
     TALLY.setdefault(entry.name, collections.Counter())[(expectation, outcome)] += 1
-
-
-def test_report_the_tally():
-    """With REFMAML_FUZZ_REPORT set, print how many cases each entry point met and how they ended
-    (the numbers RELIABILITY.md quotes); it runs last in this module."""
-    if not os.environ.get("REFMAML_FUZZ_REPORT"):
-        pytest.skip("set REFMAML_FUZZ_REPORT=1 to print the tally")
-    total = collections.Counter()
-    for name, counts in sorted(TALLY.items()):
-        total.update(counts)
-        print(f"{name:40s} " + "  ".join(f"{e}->{o}: {c}" for (e, o), c in sorted(counts.items())))
-    print(
-        f"{'all':40s} " + "  ".join(f"{e}->{o}: {c}" for (e, o), c in sorted(total.items())),
-        f"total {sum(total.values())}",
-    )
 
 
 # --- the command line ---------------------------------------------------------------------------

@@ -103,10 +103,11 @@ class Logistic(Head):
         return kernels.sigmoid(z)
 
     def class_probabilities(self, z):
-        """``(1 - p, p)`` per example, ``(T, n, 2)``: the two classes of (L1)."""
+        """``(1 - p, p)`` per example, ``(T, n, 2)``: the two classes of (L1), with ``1 - p`` computed
+        as written, so that ``p = 1/2`` (to rounding) is a tie (T10)."""
         xp = array_namespace(z)
-        p, q = kernels.sigmoid_pair(z)
-        return xp.stack([q, p], axis=-1)
+        p = kernels.sigmoid(z)
+        return xp.stack([1 - p, p], axis=-1)
 
 
 class Softmax(Head):
