@@ -369,7 +369,6 @@ def plot(report, path):
     if regression:
         _plot_example(example, report)
     else:
-        example.axis("off")
         curves, paired, training = axes[0, 0], axes[0, 1], axes[1, 0]
         axes[1, 1].axis("off")
     steps = np.arange(report["steps"] + 1)
@@ -446,9 +445,9 @@ def _plot_paired(ax, report, style, regression):
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(names)), [LABELS[n] for n in names], fontsize=8)
     what = "MSE" if regression else "accuracy"
-    ax.set(xlabel=f"{what} difference with {LABELS.get(report['better_baseline'], '-')} (95% interval)"
-                  + ("; left of 0: lower MSE" if regression else "; right of 0: more accurate"),
-           title=f"paired differences on the same tasks after step {report['steps']}")
+    ax.set(xlabel=f"{what} difference with {LABELS.get(report['better_baseline'], '-')}",
+           title=f"paired on the same tasks, step {report['steps']}, 95% intervals "
+                 + ("(left of 0: lower MSE)" if regression else "(right of 0: more accurate)"))
 
 
 def _plot_training(ax, report, style, regression):
