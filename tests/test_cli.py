@@ -49,3 +49,24 @@ def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "refmaml", "--version"], capture_output=True,
                          text=True, check=True)
     assert refmaml.__version__ in out.stdout
+
+
+def test_a_missing_cupy_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as on a machine without CuPy
+    assert cli.main(["demo", "--backend", "cupy", "--quiet", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "refmaml demo: backend 'cupy' needs CuPy and an NVIDIA GPU: pip install 'refmaml[gpu]'"
+    assert not any("Traceback" in line for line in err)
+    assert cli.main(["train", "--backend", "cupy", "--quiet", "--out", str(tmp_path)]) == 2
+    assert "needs CuPy" in capsys.readouterr().err
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    for needed in ("default maml", "synthetic-binary: 0.3", "(default 100)", "presets", "sinusoid"):
+        assert needed in text, needed
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    assert "array library (default numpy" in capsys.readouterr().out
