@@ -191,6 +191,23 @@ def _train(args):
     return code
 
 
+def _explain(args):
+    from . import explain
+
+    try:
+        sizes = None if args.sizes is None else tuple(int(s) for s in args.sizes.split(","))
+        model = "mlp" if sizes is not None else args.model
+        obj, name, inputs = explain.problem(model, features=args.features, support=args.support, query=args.query,
+                                            steps=args.steps, inner_lr=args.inner_lr, l2=args.l2, seed=args.seed,
+                                            rates=args.rates, sizes=sizes, activation=args.activation,
+                                            loss=args.loss)
+        result = explain.walk(obj, name, inputs, first_order=args.first_order)
+    except (TypeError, ValueError) as exc:
+        return _fail("explain", exc)
+    print(explain.to_json(result) if args.json else explain.to_text(result))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="refmaml",
@@ -261,6 +278,27 @@ def build_parser():
                                                           "(default ./refmaml-train)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
+    p = sub.add_parser("explain", help="walk through one meta-gradient with its numbers, each line with its "
+                                        "equation")
+    p.add_argument("--model", default="logistic", choices=("logistic", "softmax", "linear"),
+                   help="the model (default logistic; --sizes gives a network instead)")
+    p.add_argument("--features", type=int, default=2, help="features d (default 2)")
+    p.add_argument("--support", type=int, default=3, help="support examples n (default 3)")
+    p.add_argument("--query", type=int, default=2, help="query examples m (default 2)")
+    p.add_argument("--steps", type=int, default=2, help="inner steps K (default 2)")
+    p.add_argument("--inner-lr", dest="inner_lr", type=float, default=0.5, help="inner rate (default 0.5)")
+    p.add_argument("--rates", default="scalar", choices=("scalar", "per-step", "per-parameter"),
+                   help="one rate, one per step, or one per parameter, drawn around --inner-lr; array rates "
+                        "show the rate gradient (default scalar)")
+    p.add_argument("--l2", type=float, default=0.0, help="ridge coefficient of the support loss (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
+    p.add_argument("--first-order", dest="first_order", action="store_true",
+                   help="make the first-order gradient the answer and show the reverse pass it drops")
+    p.add_argument("--sizes", help="a network instead: layer sizes, e.g. 2,3,1 (refmaml.models.MLP)")
+    p.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="the network's activation")
+    p.add_argument("--loss", default="mse", choices=("mse", "logistic", "softmax"), help="the network's head")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    p.set_defaults(run=_explain)
     p = sub.add_parser("audit", help="check every claim of the seed tutorial and print the errata table")
     p.set_defaults(run=_audit)
     return parser

@@ -1,0 +1,209 @@
+"""``refmaml explain``: one meta-gradient walked through with its numbers, each with its equation.
+
+One small task (defaults: d = 2 features, n = 3 support and m = 2 query examples, K = 2 inner
+steps), its inputs rounded to two decimals so that a student can redo every line with a pen. The
+walk-through recomputes each quantity from the public functions of the models (the gradient, the
+Hessian-vector product, the outputs and residuals of the model protocol) and checks the answer
+against ``refmaml.meta_value_and_grad`` and against the complex-step derivative of the unrolled
+loss (``derivations/checks.md`` (D2)).
+
+* forward, ``k = 0..K``: ``theta_k``, the outputs (logits) ``z_k``, the residuals (or the
+  probabilities, for softmax) and ``grad L_s(theta_k)``; ``theta_{k+1} = theta_k - alpha_k grad``
+  (``derivations/maml.md`` (M2), ``derivations/variants.md`` (V1));
+* the query loss and ``g_K = grad L_q(theta_K)`` (M3), (M8);
+* reverse, ``k = K-1..0``: the HVP ``H_s(theta_k)(alpha_k g_{k+1})`` and
+  ``g_k = g_{k+1} - HVP`` (M6), (V2); with array rates the rate gradient
+  ``-g_{k+1} * grad L_s(theta_k)`` (V3), (V4);
+* the meta-gradient ``g_0``, the first-order one ``g_K`` beside it, and the checks.
+"""
+
+import json
+
+import numpy as np
+
+from . import _xp, adapt, check, meta_value_and_grad, models
+from .models import MLP
+
+MODEL_EQUATIONS = {
+    "logistic": dict(outputs="logistic.md (L1)", residual="logistic.md (L9)", grad="logistic.md (L4)",
+                     hvp="logistic.md (L11)", loss="logistic.md (L2), (L8)"),
+    "softmax": dict(outputs="softmax.md (S1)", residual="softmax.md (S8)", grad="softmax.md (S4)",
+                    hvp="softmax.md (S10)", loss="softmax.md (S2), (S7)"),
+    "linear": dict(outputs="linear.md (Q1)", residual="models.md (H6)", grad="linear.md (Q2)",
+                   hvp="linear.md (Q3)", loss="linear.md (Q1)"),
+    "mlp": dict(outputs="mlp.md (N1)", residual="models.md (H6)", grad="mlp.md (N2), (N3)",
+                hvp="mlp.md (N4)-(N6)", loss="models.md (H1)"),
+}
+RATES = ("scalar", "per-step", "per-parameter")
+
+
+def problem(model="logistic", *, features=2, support=3, query=2, steps=2, inner_lr=0.5, l2=0.0, seed=0,
+            rates="scalar", sizes=None, activation="tanh", loss="mse"):
+    """The walk-through's inputs: ``(model object, name, inputs dict)``, seeded, two decimals."""
+    rng = np.random.default_rng(seed)
+    if model == "mlp":
+        net = MLP(sizes or (features, 3, 1), activation, loss)
+        shape, d, out = (net.size,), net.sizes[0], net.sizes[-1]
+        theta = np.round(net.init(seed), 2)
+        obj, name = net, "mlp"
+    else:
+        obj, name = models.get(model), model
+        d, out = features, 3
+        shape = (d, out) if model == "softmax" else (d,)
+        theta = np.round(0.5 * rng.standard_normal(shape), 2)
+
+    def targets(size):
+        head = obj.head.name
+        if head == "mse":
+            extra = (out,) if name == "mlp" else ()
+            return np.round(rng.standard_normal((size,) + extra), 2)
+        classes = 2 if head == "logistic" else out
+        y = rng.integers(0, classes, size)
+        return y.astype(np.float64) if head == "logistic" else y
+
+    Xs, Xq = np.round(rng.standard_normal((support, d)), 2), np.round(rng.standard_normal((query, d)), 2)
+    ys, yq = targets(support), targets(query)
+    if rates == "scalar":
+        rate = float(inner_lr)
+    elif rates == "per-step":
+        rate = np.round(inner_lr * (0.5 + rng.random((steps,) + (1,) * len(shape))), 2)
+    else:
+        rate = np.round(inner_lr * (0.5 + rng.random(shape)), 2)
+    inputs = dict(theta=theta, Xs=Xs, ys=ys, Xq=Xq, yq=yq, inner_lr=rate, inner_steps=int(steps), l2=float(l2),
+                  model=repr(obj) if name == "mlp" else name)
+    return obj, name, inputs
+
+
+def _rate(rate, k, ndim):
+    return rate[k] if np.ndim(rate) == ndim + 1 else rate
+
+
+def walk(obj, name, inputs, *, first_order=False):
+    """Every quantity of the computation, in order: a JSON-ready dict (see the module docstring):
+    the inner loop (M2), the query loss (M3), the reverse pass (M6), (V2), first order (M8), rates (V3)-(V4)."""
+    eq = MODEL_EQUATIONS[name]
+    theta, Xs, ys, Xq, yq = (inputs[k] for k in ("theta", "Xs", "ys", "Xq", "yq"))
+    rate, K, l2 = inputs["inner_lr"], inputs["inner_steps"], inputs["l2"]
+    xp = _xp.NUMPY
+    path = np.asarray(adapt(theta, Xs, ys, inner_lr=rate, inner_steps=K, model=obj, l2=l2, return_trajectory=True))
+    forward, grads = [], []
+    for k in range(K + 1):
+        z = obj.network.forward(path[k][None], Xs[None])[0][0]
+        y = obj.labels(xp, "cpu", ys, Xs, path[k].shape, np.float64, "ys")
+        r, c = obj.head.residual(z[None], y[None])
+        entry = {"k": k, "theta": path[k], "logits": z}
+        if name == "softmax":
+            entry["probabilities"] = c[0]
+        else:
+            entry["residuals"] = r[0]
+        g = np.asarray(obj.grad(path[k], Xs, ys, l2=l2)) if k < K else None
+        entry["grad"] = g
+        entry["equation"] = (f"maml.md (M2); outputs {eq['outputs']}, residuals {eq['residual']}, "
+                             f"gradient {eq['grad']}") if k < K else f"maml.md (M2): theta_K; outputs {eq['outputs']}"
+        forward.append(entry)
+        grads.append(g)
+    meta_loss = float(np.mean(obj.loss(path[K], Xq, yq)))
+    g = np.asarray(obj.grad(path[K], Xq, yq))
+    reverse = [{"k": K, "g": g, "hvp": None, "equation": f"maml.md (M8): g_K = grad L_q(theta_K), {eq['grad']}"}]
+    rate_grad = np.zeros(np.shape(rate)) if np.ndim(rate) else 0.0
+    g_K = g
+    ndim = theta.ndim
+    for k in reversed(range(K)):
+        step = _rate(rate, k, ndim)
+        contribution = -(g_K if first_order else g) * grads[k]
+        if np.ndim(rate):
+            body = np.shape(step)
+            summed = contribution.sum(axis=tuple(i for i, s in enumerate(body) if s == 1)).reshape(body) \
+                if body else contribution.sum()
+            if np.ndim(rate) == ndim + 1:
+                rate_grad = rate_grad.copy()
+                rate_grad[k] = summed
+            else:
+                rate_grad = rate_grad + summed
+        hvp = np.asarray(obj.hvp(path[k], Xs, ys, step * g, l2=l2))
+        g = g - hvp
+        reverse.append({"k": k, "g": g, "hvp": hvp,
+                        "equation": f"maml.md (M6), variants.md (V2): g_k = g_(k+1) - H_s(theta_k)(alpha_k g_(k+1)); "
+                                    f"HVP {eq['hvp']}"})
+    answer = g_K if first_order else g
+    library = meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=rate, inner_steps=K, model=obj, l2=l2,
+                                  first_order=first_order, lr_grad=bool(np.ndim(rate)))
+    out = {"inputs": inputs, "forward": forward, "reverse": reverse, "meta_loss": meta_loss,
+           "meta_grad": g, "first_order_meta_grad": g_K, "first_order": first_order,
+           "library_meta_grad_relative_difference": check.relative_error(library[1], answer)}
+    if np.ndim(rate):
+        out["inner_lr_grad"] = rate_grad
+        out["inner_lr_grad_equation"] = "variants.md (V3), (V4): -g_(k+1) * grad L_s(theta_k), summed over broadcast axes"
+        out["library_inner_lr_grad_relative_difference"] = check.relative_error(library[2], rate_grad)
+    if not first_order:
+        def unrolled(t):
+            theta_K = adapt(t, Xs, ys, inner_lr=rate, inner_steps=K, model=obj, l2=l2)
+            return obj.loss(theta_K, Xq, yq)
+        cs = np.asarray(check.complex_step_gradient(unrolled, theta))
+        out["checks"] = {"complex_step_meta_grad": cs, "relative_error": check.relative_error(g, cs),
+                         "equation": "checks.md (D2), (D4)"}
+    return out
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_json(result):
+    """One JSON document; every float in Python's shortest round-trip form."""
+    return json.dumps(_plain(result), indent=1)
+
+
+def _fmt(a):
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 0:
+        return f"{float(a):.6g}"
+    return np.array2string(a, precision=6, separator=", ", suppress_small=False, max_line_width=100,
+                           formatter={"float_kind": lambda v: f"{v:.6g}"})
+
+
+def to_text(result):
+    """The walk-through as lines of text, each quantity with its equation."""
+    i, K = result["inputs"], result["inputs"]["inner_steps"]
+    lines = [f"MAML meta-gradient of one task, {i['model']}, K = {K} inner steps, inner_lr = {_fmt(i['inner_lr'])}, "
+             f"l2 = {i['l2']:g}", "", "inputs:"]
+    for key in ("theta", "Xs", "ys", "Xq", "yq"):
+        lines.append(f"  {key} = {_fmt(i[key])}")
+    lines += ["", "forward: theta_(k+1) = theta_k - alpha_k grad L_s(theta_k)   [maml.md (M2)]"]
+    for f in result["forward"]:
+        lines.append(f"  k = {f['k']}:  theta_{f['k']} = {_fmt(f['theta'])}")
+        lines.append(f"         outputs X_s theta_{f['k']} = {_fmt(f['logits'])}")
+        key = "probabilities" if "probabilities" in f else "residuals"
+        lines.append(f"         {key} = {_fmt(f[key])}")
+        if f["grad"] is not None:
+            lines.append(f"         grad L_s(theta_{f['k']}) = {_fmt(f['grad'])}   [{f['equation']}]")
+    lines += ["", f"query loss L_q(theta_K) = {_fmt(result['meta_loss'])}   [maml.md (M3)]"]
+    dropped = " (dropped by first-order MAML)" if result["first_order"] else ""
+    lines += ["", f"reverse: g_k = g_(k+1) - H_s(theta_k)(alpha_k g_(k+1))   [maml.md (M6), variants.md (V2)]{dropped}"]
+    for r in result["reverse"]:
+        if r["hvp"] is None:
+            lines.append(f"  k = {r['k']}:  g_{r['k']} = grad L_q(theta_K) = {_fmt(r['g'])}   [maml.md (M8)]")
+        else:
+            lines.append(f"  k = {r['k']}:  H_s(theta_{r['k']})(alpha g_{r['k'] + 1}) = {_fmt(r['hvp'])}")
+            lines.append(f"         g_{r['k']} = {_fmt(r['g'])}")
+    answer = "first_order_meta_grad" if result["first_order"] else "meta_grad"
+    lines += ["", f"meta-gradient g_0 = {_fmt(result['meta_grad'])}" + ("" if result["first_order"] else "   <- the answer"),
+              f"first-order g_K   = {_fmt(result['first_order_meta_grad'])}   [maml.md (M8)]"
+              + ("   <- the answer" if result["first_order"] else "")]
+    if "inner_lr_grad" in result:
+        lines.append(f"rate gradient     = {_fmt(result['inner_lr_grad'])}   [{result['inner_lr_grad_equation']}]")
+    lines.append(f"refmaml.meta_value_and_grad agrees: relative difference "
+                 f"{result['library_meta_grad_relative_difference']:.1e} ({answer})")
+    if "checks" in result:
+        c = result["checks"]
+        lines.append(f"complex step of the unrolled loss  = {_fmt(c['complex_step_meta_grad'])}")
+        lines.append(f"relative error of g_0 against it   = {c['relative_error']:.1e}   [checks.md (D2), (D4)]")
+    return "\n".join(lines)
