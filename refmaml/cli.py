@@ -201,7 +201,7 @@ def _explain(args):
                                             steps=args.steps, inner_lr=args.inner_lr, l2=args.l2, seed=args.seed,
                                             rates=args.rates, sizes=sizes, activation=args.activation,
                                             loss=args.loss)
-        result = explain.walk(obj, name, inputs, first_order=args.first_order)
+        result = explain.walk(obj, name, inputs, first_order=args.first_order, form=args.form)
     except (TypeError, ValueError) as exc:
         return _fail("explain", exc)
     print(explain.to_json(result) if args.json else explain.to_text(result))
@@ -297,6 +297,8 @@ def build_parser():
     p.add_argument("--sizes", help="a network instead: layer sizes, e.g. 2,3,1 (refmaml.models.MLP)")
     p.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="the network's activation")
     p.add_argument("--loss", default="mse", choices=("mse", "logistic", "softmax"), help="the network's head")
+    p.add_argument("--form", default="primal", choices=("primal", "dual"),
+                   help="dual: show the same computation in the Gram form as well (linear models)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
     p.set_defaults(run=_explain)
     p = sub.add_parser("audit", help="check every claim of the seed tutorial and print the errata table")

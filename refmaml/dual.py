@@ -38,9 +38,14 @@ def rate_kind(p):
     return "feature"
 
 
-def value_and_grad(p, *, first_order=False, lr_grad=False):
+def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
     """Per-task query losses ``(T,)``, meta-gradients ``(T,) + P`` and, with ``lr_grad``, rate
-    gradients ``(T,) + inner_lr.shape``, by the dual form (G1)-(G7)."""
+    gradients ``(T,) + inner_lr.shape``, by the dual form (G1)-(G7).
+
+    ``record``, a dict, receives the Gram blocks ``G``, ``M`` (G3), (G5), ``Z0``, ``U0``, the
+    forward coefficients ``forward = [(Y_k, c_k), ...]`` (G2) and the reverse ones ``reverse =
+    [(k, E_k, beta_k), ...]`` (G4), in matrix form (a trailing output axis), for ``refmaml explain``.
+    """
     xp, net, head = p.xp, p.model.network, p.model.head
     kind = rate_kind(p)
     K, n, m = p.steps, p.Xs.shape[1], p.Xq.shape[1]
@@ -71,6 +76,8 @@ def value_and_grad(p, *, first_order=False, lr_grad=False):
         steps.append((s_k, delta))
         Y, c = delta * Y - s_k * R, delta * c
     Zq = c * U0 + M @ Y
+    if record is not None:
+        record.update(G=G, M=M, Z0=Z0, U0=U0, forward=path + [(Y, c)], reverse=[])
     losses = head.value(net.from_matrix(Zq), p.yq)
     Rq, _ = head.residual(net.from_matrix(Zq), p.yq)
     B = net.as_matrix(Rq) / m            # g_K = X_q^T B   (G4)
@@ -89,6 +96,8 @@ def value_and_grad(p, *, first_order=False, lr_grad=False):
         if not first_order:
             curv = net.as_matrix(head.curvature(states[k], net.from_matrix(V)))
             E, beta = delta * E - (s_k / n) * curv, delta * beta
+            if record is not None:
+                record["reverse"].append((k, E, beta))
     g = net.from_matrix(beta * (xp.matrix_transpose(Xq) @ net.as_matrix(Rq)) / m + XsT @ E)   # (G6)
     if not lr_grad:
         return losses, g, None

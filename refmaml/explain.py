@@ -21,7 +21,7 @@ import json
 
 import numpy as np
 
-from . import _xp, adapt, check, meta_value_and_grad, models
+from . import _xp, adapt, check, dual, meta_value_and_grad, models, policy, problem as validated
 from .models import MLP
 
 MODEL_EQUATIONS = {
@@ -78,9 +78,28 @@ def _rate(rate, k, ndim):
     return rate[k] if np.ndim(rate) == ndim + 1 else rate
 
 
-def walk(obj, name, inputs, *, first_order=False):
+def gram_form(obj, inputs, *, first_order=False):
+    """The same meta-gradient in the dual (Gram) form, ``derivations/dual.md``: the blocks
+    ``G = X_s A X_s^T``, ``M = X_q A X_s^T`` (G3), (G5), ``Z_0 = X_s theta``, ``U_0 = X_q theta``, the
+    forward coefficients ``(Y_k, c_k)`` of (G2) and the reverse ones ``(E_k, beta_k)`` of (G4), and
+    ``g = beta X_q^T B + X_s^T E`` (G6); arrays in matrix form (a trailing output axis)."""
+    p = validated.meta(obj, inputs["theta"], inputs["Xs"], inputs["ys"], inputs["Xq"], inputs["yq"],
+                       l2=inputs["l2"], inner_lr=inputs["inner_lr"], inner_steps=inputs["inner_steps"])
+    policy.plan(p, "dual")  # refuses what the dual form cannot take, with the reason
+    record = {}
+    _, g, _ = dual.value_and_grad(p, first_order=first_order, record=record)
+    one = obj.network.from_matrix  # one output per example: the coefficients as vectors
+
+    return {"G": record["G"][0], "M": record["M"][0], "Z0": one(record["Z0"][0]), "U0": one(record["U0"][0]),
+            "forward": [{"k": k, "Y": one(Y[0]), "c": float(np.real(c))} for k, (Y, c) in enumerate(record["forward"])],
+            "reverse": [{"k": k, "E": one(E[0]), "beta": float(np.real(b))} for k, E, b in record["reverse"]],
+            "meta_grad": g[0], "equation": "dual.md (G2)-(G6)"}
+
+
+def walk(obj, name, inputs, *, first_order=False, form="primal"):
     """Every quantity of the computation, in order: a JSON-ready dict (see the module docstring):
-    the inner loop (M2), the query loss (M3), the reverse pass (M6), (V2), first order (M8), rates (V3)-(V4)."""
+    the inner loop (M2), the query loss (M3), the reverse pass (M6), (V2), first order (M8), rates (V3)-(V4);
+    with ``form="dual"`` also the Gram form (G2)-(G6)."""
     eq = MODEL_EQUATIONS[name]
     theta, Xs, ys, Xq, yq = (inputs[k] for k in ("theta", "Xs", "ys", "Xq", "yq"))
     rate, K, l2 = inputs["inner_lr"], inputs["inner_steps"], inputs["l2"]
@@ -131,6 +150,9 @@ def walk(obj, name, inputs, *, first_order=False):
     out = {"inputs": inputs, "forward": forward, "reverse": reverse, "meta_loss": meta_loss,
            "meta_grad": g, "first_order_meta_grad": g_K, "first_order": first_order,
            "library_meta_grad_relative_difference": check.relative_error(library[1], answer)}
+    if form == "dual":
+        out["dual"] = gram_form(obj, inputs, first_order=first_order)
+        out["dual"]["relative_difference"] = check.relative_error(out["dual"]["meta_grad"], answer)
     if np.ndim(rate):
         out["inner_lr_grad"] = rate_grad
         out["inner_lr_grad_equation"] = "variants.md (V3), (V4): -g_(k+1) * grad L_s(theta_k), summed over broadcast axes"
@@ -200,6 +222,17 @@ def to_text(result):
               + ("   <- the answer" if result["first_order"] else "")]
     if "inner_lr_grad" in result:
         lines.append(f"rate gradient     = {_fmt(result['inner_lr_grad'])}   [{result['inner_lr_grad_equation']}]")
+    if "dual" in result:
+        g = result["dual"]
+        lines += ["", "the same in the Gram form (n-dimensional coefficients)   [dual.md (G2)-(G6)]",
+                  f"  G = X_s A X_s^T = {_fmt(g['G'])}   [(G3), (G5)]", f"  M = X_q A X_s^T = {_fmt(g['M'])}",
+                  f"  Z_0 = X_s theta = {_fmt(g['Z0'])},  U_0 = X_q theta = {_fmt(g['U0'])}"]
+        for f in g["forward"]:
+            lines.append(f"  k = {f['k']}:  Y_{f['k']} = {_fmt(f['Y'])},  c_{f['k']} = {f['c']:.6g}   [(G2)]")
+        for r in g["reverse"]:
+            lines.append(f"  k = {r['k']}:  E_{r['k']} = {_fmt(r['E'])},  beta_{r['k']} = {r['beta']:.6g}   [(G4)]")
+        lines.append(f"  g = beta X_q^T B + X_s^T E = {_fmt(g['meta_grad'])}   [(G6)]; relative difference with the "
+                     f"primal walk-through {g['relative_difference']:.1e}")
     lines.append(f"refmaml.meta_value_and_grad agrees: relative difference "
                  f"{result['library_meta_grad_relative_difference']:.1e} ({answer})")
     if "checks" in result:
