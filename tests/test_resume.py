@@ -2,15 +2,13 @@
 says where, refuses fewer iterations than the file holds, and survives a kill as a fresh run does."""
 
 import dataclasses
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from refmaml import cli, train
+
+from .processes import kill_when_saved
 
 ARGS = ["--family", "synthetic-binary", "--method", "fomaml", "--inner-steps", "2", "--meta-batch", "4",
         "--support", "6", "--query", "5", "--eval-every", "10", "--curve-tasks", "3", "--eval-tasks", "5",
@@ -56,24 +54,8 @@ def test_a_resumed_process_killed_mid_way_leaves_a_checkpoint_that_resumes_exact
     assert cli.main(["train", *ARGS, "--iterations", "30", "--checkpoint", str(path), "--out",
                      str(tmp_path / "out")]) == 0
     log = tmp_path / "stderr.txt"
-    with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "refmaml", "train", "--resume", str(path), "--iterations",
-                                 "1000000", "--checkpoint-every", "7", "--quiet", "--out", str(tmp_path / "out2")],
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if path.exists() and train.load(path).iteration >= 80:
-                break
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.02)
-        else:
-            pytest.fail("the resumed process made no progress in 120 s")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    killed = train.load(path)
+    killed = kill_when_saved(["--resume", str(path), "--iterations", "1000000", "--checkpoint-every", "7", "--quiet",
+                              "--out", str(tmp_path / "out2")], path, 80, log)
     assert 80 <= killed.iteration < 1000000
     target = dataclasses.replace(killed.config, iterations=killed.iteration + 10)
     resumed = train.train(target, resume=path)
