@@ -245,6 +245,28 @@ def _row_sums(l2):
     return run
 
 
+def _class_rates_row_sums(p):
+    """softmax.md (S13): with rates that differ between classes, ``||G 1_C|| / (sqrt(C) ||G||)`` at
+    l2 = 0 (a shift ``u 1^T`` is carried unchanged; with l2 > 0 it is not, and the row sums are
+    of the order of G: tests/test_softmax.py)."""
+    xp = p.xp
+    C = p.theta.shape[-1]
+    rate = p.put(p.alpha * (0.5 + np.arange(C) / C))
+    _, G = p.meta(l2=0.0, inner_lr=rate)(p.theta)
+    return check.norm(xp.sum(G, axis=-1)) / (C ** 0.5 * check.norm(G))
+
+
+def _softmax_curvature_constant(p):
+    """range.md (R3), (R4): at Theta = 0 with C = 2 the top eigenvalue of the softmax Hessian is
+    ``||X||_2^2 / (2n)``, the bound's constant 1/2 reached (the logistic model's is 1/4)."""
+    xp = p.xp
+    n, d = p.X.shape
+    H = softmax.hessian(xp.zeros((d, 2), dtype=p.X.dtype, device=p.device), p.X, p.y % 2, l2=0.0)
+    top = xp.max(xp.linalg.eigvalsh(H))
+    spectral = xp.max(xp.linalg.eigvalsh(xp.matrix_transpose(p.X) @ p.X))
+    return check.relative_error(top, spectral / (2 * n))
+
+
 def _shift_invariance(p):
     """softmax.md (S13): the meta-loss is unchanged by ``theta -> theta + u 1^T`` (l2 > 0 too)."""
     loss, _ = p.meta()(p.theta)
@@ -543,6 +565,10 @@ IDENTITIES = {
          _row_sums(0.0)),
         ("MAML (softmax) meta-gradient rows sum to 0, l2=0.1", "softmax.md (S13)", 1e-14, False,
          _row_sums(0.1)),
+        ("MAML (softmax) rows sum to 0, rates differing by class, l2=0", "softmax.md (S13)", 1e-14, False,
+         _class_rates_row_sums),
+        ("softmax top eigenvalue of H at Theta=0, C=2 = ||X||_2^2 / (2n)", "range.md (R3), (R4)", 1e-12, False,
+         _softmax_curvature_constant),
         ("MAML (softmax) meta-loss invariant under theta + u 1^T", "softmax.md (S13)", 1e-14, False,
          _shift_invariance),
         ("MAML softmax C=2 = logistic on t1-t0, rate 2 alpha", "softmax.md (S14)", 1e-12, False,

@@ -343,3 +343,91 @@ def test_transcription_matches_the_listing_run_in_pytorch(shuffle, capsys):
     # float64 on both sides; only the order of summation differs
     assert check.relative_error(ran - theta0, step.theta - theta0) <= EXACT
     assert printed == pytest.approx(step.printed, rel=EXACT)
+
+
+# --- the listing run in PyTorch: what a static reading cannot show ---------------------------------
+
+def _listing_in_pytorch(model_factory, *, meta_batch_size, meta_lr=1e-3, inner_lr=None):
+    """Run one iteration of the section 5.3 listing, verbatim, on ``model_factory()`` (float64),
+    with unshuffled loaders over ``audit.SETTING``'s data and ``optim.SGD(lr=SETTING.outer_lr)``.
+    Returns the parameters before and after the iteration (flat float64 arrays) and the printed loss."""
+    torch = pytest.importorskip("torch")
+    import contextlib
+    import io
+
+    from torch import nn, optim
+    from torch.utils.data import DataLoader, TensorDataset
+
+    s = audit.SETTING
+    _, (X, y), (Xv, yv) = s.data()
+    namespace = {"torch": torch, "nn": nn, "optim": optim}
+    exec(compile(audit.LISTING, "seed tutorial, section 5.3", "exec"), namespace)
+    torch.manual_seed(0)
+    model = model_factory(nn).double()
+    initial = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+    optimizer = optim.SGD(model.parameters(), lr=s.outer_lr)
+    train = DataLoader(TensorDataset(torch.tensor(X[:, :-1]), torch.tensor(y)), batch_size=s.batch_size)
+    val = DataLoader(TensorDataset(torch.tensor(Xv[:, :-1]), torch.tensor(yv)), batch_size=s.batch_size)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        namespace["maml"](model, optimizer, train, val, meta_lr=meta_lr,
+                          inner_lr=s.inner_lr if inner_lr is None else inner_lr,
+                          meta_batch_size=meta_batch_size, num_iterations=1)
+    params = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+    return initial, params, float(out.getvalue().split("Meta Loss = ")[1])
+
+
+def _linear(nn):
+    return nn.Linear(audit.SETTING.d, 2)
+
+
+def _linear_tanh_linear(nn):
+    return nn.Sequential(nn.Linear(audit.SETTING.d, 3), nn.Tanh(), nn.Linear(3, 2))
+
+
+def test_meta_lr_has_no_effect_on_the_listing_run():
+    """5.3a, run: meta_lr = 1e-3 and 1e9 leave bit-identical parameters (the listing never reads it;
+    the outer rate is the optimizer's)."""
+    N = audit.SETTING.meta_batch_size
+    initial, a, printed_a = _listing_in_pytorch(_linear, meta_batch_size=N, meta_lr=1e-3)
+    _, b, printed_b = _listing_in_pytorch(_linear, meta_batch_size=N, meta_lr=1e9)
+    assert np.array_equal(a, b) and printed_a == printed_b
+    assert not np.array_equal(a, initial)  # the iteration did move the parameters
+
+
+def test_listing_crashes_in_place_with_a_hidden_layer_and_two_tasks():
+    """5.3, in-place inner steps: a model that saves a parameter for its backward pass (the second
+    Linear of Linear-Tanh-Linear saves its weight to pass the gradient to the hidden layer) makes
+    meta_loss.backward() fail as soon as a second task's inner step has overwritten that weight.
+    One task runs; nn.Linear alone runs with five (it saves only its input)."""
+    _listing_in_pytorch(_linear_tanh_linear, meta_batch_size=1)
+    _listing_in_pytorch(_linear, meta_batch_size=5)
+    for N in (2, 5):
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            _listing_in_pytorch(_linear_tanh_linear, meta_batch_size=N)
+
+
+def test_listing_prints_the_mean_and_steps_along_the_sum():
+    """5.3k: the listing prints meta_loss / N but backpropagates meta_loss, the sum of the N query
+    losses. At inner_lr = 0 with unshuffled loaders the N pairs are one pair N times: the printed
+    number is that pair's query loss whatever N is, and the step is N times the N = 1 step (the
+    effective outer rate is N beta). Both compared to rounding of a sum of 5 terms (1e-12)."""
+    N = audit.SETTING.meta_batch_size
+    start, one, printed_one = _listing_in_pytorch(_linear, meta_batch_size=1, inner_lr=0.0)
+    _, many, printed_many = _listing_in_pytorch(_linear, meta_batch_size=N, inner_lr=0.0)
+    assert printed_many == pytest.approx(printed_one, rel=EXACT)
+    assert check.relative_error(many - start, N * (one - start)) <= EXACT
+
+
+def test_printed_loss_flatters_only_when_support_and_query_share_a_problem():
+    """5.3k, the hedge: on the audit's instance (support and query from one problem) the printed loss
+    is below the meta-loss at theta (0.578 < 0.772); with the query labels flipped, so that support
+    and query are two opposite problems, training along the path raises it above (1.089 > 0.859).
+    The margins are order one, far from rounding."""
+    s = audit.SETTING
+    theta0, support, query = s.batches(False)
+    rates = dict(inner_lr=s.inner_lr, outer_lr=s.outer_lr)
+    for pairs, lower in ((query, True), ([(X, 1 - y) for X, y in query], False)):
+        printed = tutorial.code_step(theta0, support, pairs, **rates).printed
+        meta_loss = audit.maml_update(theta0, support, pairs, **rates)[0] / s.meta_batch_size
+        assert (printed < meta_loss - WRONG) if lower else (printed > meta_loss + WRONG)

@@ -3,8 +3,15 @@
 * every label cited in refmaml/ or tests/ is defined (``\\tag{..}``) in the file
   its prefix belongs to;
 * every labelled equation is cited somewhere in refmaml/ or tests/;
-* every public function that computes something cites at least one label.
+* every public function that computes something cites at least one label;
+* and the other way round: under every labelled equation one line
+  "implemented in `module.function`; tested in `tests/test_x.py::test_y`" (or "tested in"
+  only, for a property that only tests check), naming functions that exist and tests that exist;
+* every display of the derivations' own text carries a label (quotes excepted).
 """
+
+import ast
+import importlib
 
 import inspect
 import pathlib
@@ -110,3 +117,91 @@ def test_exports():
     assert refmaml.imaml_value_and_grad is refmaml.variants.imaml.imaml_value_and_grad
     assert issubclass(refmaml.ConvergenceError, ValueError)
     assert re.fullmatch(r"\d+\.\d+\.\d+", refmaml.__version__)
+
+
+# --- links from the equations to the code and the tests -------------------------------------------
+
+DISPLAY = re.compile(r"^( *)\$\$\n(.*?)^\1\$\$\n", re.M | re.S)
+LINK = re.compile(r"^ *(?:implemented in (?P<impl>.+?); )?tested in (?P<tests>.+)$")
+NAME = re.compile(r"`([^`]+)`")
+# derivations/oracle.md is kept by the oracle's maintainers; its labels are linked where a line is
+# present (and that line is then checked like any other), and not yet required.
+LINKS_OPTIONAL = {"oracle.md"}
+
+
+def link_lines():
+    """``{label: (file name, the line under its display, or None)}`` for every labelled display."""
+    out = {}
+    for path in sorted((ROOT / "derivations").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        for m in DISPLAY.finditer(text):
+            for prefix, number in TAG.findall(m.group(2)):
+                following = text[m.end():].split("\n", 2)
+                line = following[0] if following[0].strip() else following[1]
+                out[f"{prefix}{number}"] = (path.name, line if LINK.match(line) else None)
+    return out
+
+
+def resolve(dotted):
+    """The object ``dotted`` names: the longest importable module prefix, then attributes."""
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ImportError:
+            continue
+        for attr in parts[k:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+def test_every_labelled_equation_says_where_it_is_implemented_and_tested():
+    lines = link_lines()
+    assert set(lines) == {f"{p}{k}" for p, (_, ks) in defined().items() for k in ks}
+    missing = [f"({label}) in {name}" for label, (name, line) in lines.items()
+               if line is None and name not in LINKS_OPTIONAL]
+    assert not missing, "no 'implemented in ...; tested in ...' line under " + ", ".join(missing)
+
+
+def _test_functions(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_every_link_names_an_existing_function_and_test():
+    tests = {}
+    for label, (name, line) in sorted(link_lines().items()):
+        if line is None:
+            continue
+        m = LINK.match(line)
+        for dotted in NAME.findall(m.group("impl") or ""):
+            assert dotted.startswith("refmaml."), f"({label}): {dotted} is not in refmaml"
+            try:
+                obj = resolve(dotted)
+            except (ImportError, AttributeError) as e:
+                raise AssertionError(f"({label}) in {name}: {dotted} does not exist ({e})") from None
+            assert callable(obj), f"({label}): {dotted} is not a function or class"
+        named = NAME.findall(m.group("tests"))
+        assert named, f"({label}) in {name}: no test named"
+        for ref in named:
+            file, _, test = ref.partition("::")
+            path = ROOT / file
+            assert file.startswith("tests/test_") and path.is_file(), f"({label}): no file {file}"
+            if path not in tests:
+                tests[path] = _test_functions(path)
+            assert test.startswith("test") and test in tests[path], f"({label}): no {test} in {file}"
+
+
+def test_every_display_is_labelled():
+    """A display of the derivations' own text carries a label; quotations of the seed tutorial
+    (lines starting with ``>``) are not ours to number."""
+    unlabelled = []
+    for path in sorted((ROOT / "derivations").glob("*.md")):
+        if path.name in LINKS_OPTIONAL:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for m in DISPLAY.finditer(text):
+            if not TAG.search(m.group(2)):
+                unlabelled.append(f"{path.name}:{text[:m.start()].count(chr(10)) + 1}")
+    assert not unlabelled, "displays without a label: " + ", ".join(unlabelled)

@@ -237,3 +237,48 @@ def test_hvp_costs_two_matrix_products(monkeypatch):
     state = softmax.MODEL.grad_state(theta, X, np.eye(3)[rng.integers(0, 3, (2, 6))], 0.0)[1]
     softmax.MODEL.hvp_state(state, X.view(Counting), V, 0.1)
     assert Counting.products == 2
+
+
+@pytest.mark.parametrize("shape", ["class", "parameter"])
+def test_class_dependent_rates_break_zero_row_sums_only_with_ridge(shape):
+    """(S13): with rates that differ between classes (shape (C,) or (d, C)) the inner loop carries
+    a shift u 1^T unchanged when l2 = 0, so the meta-gradient's rows still sum to zero; with
+    l2 > 0 the shift of column c shrinks by (1 - alpha_c l2) per step, differently for each class,
+    and the row sums are of the order of the gradient (measured 0.055 and 0.050 at l2 = 0.2, 7e-17
+    and 1.5e-16 at l2 = 0).
+    Measured as ||G 1|| / (sqrt(C) ||G||): 1e-14 is rounding of K + 1 products (as in
+    ``refmaml verify``); 1e-2 is far above it and below what a class-dependent decay gives."""
+    C, K = 3, 3
+    p = _maml_problem(seed=1, C=C)
+    d = p["theta"].shape[0]
+    rng = np.random.default_rng(2)
+    rate = np.array([0.2, 0.5, 0.9]) if shape == "class" else 0.4 * (0.5 + rng.random((d, C)))
+
+    def row_sums(l2):
+        _, G = refmaml.meta_value_and_grad(**p, inner_lr=rate, inner_steps=K, l2=l2, model="softmax")
+        return np.linalg.norm(G.sum(axis=-1)) / (C ** 0.5 * np.linalg.norm(G))
+
+    assert row_sums(0.0) <= 1e-14
+    assert row_sums(0.2) >= 1e-2
+
+
+def test_curvature_bound_is_one_half_for_softmax():
+    """range.md (R3), (R4): lambda_max(H) <= ||X||_2^2 / (2n) + l2 for softmax (Gershgorin on
+    W = diag(p) - p p^T: every eigenvalue <= 2 max_c p_c (1 - p_c) <= 1/2), against 1/4 for the
+    logistic model. The constant 1/2 is reached at Theta = 0 with C = 2 (p = (1/2, 1/2)), where the
+    logistic constant 1/4 is exceeded twice over. Equality to 1e-12 (rounding of an eigensolver);
+    the bound with 1e-12 of room."""
+    rng = np.random.default_rng(0)
+    n, d = 6, 4
+    X, y = rng.standard_normal((n, d)), rng.integers(0, 2, n)
+    spectral = np.linalg.norm(X, 2) ** 2
+    top = np.linalg.eigvalsh(softmax.hessian(np.zeros((d, 2)), X, y, l2=0.0)).max()
+    assert top == pytest.approx(spectral / (2 * n), rel=1e-12)
+    assert top > 1.99 * spectral / (4 * n)  # 0.768 against the logistic bound's 0.384
+    for seed in range(20):
+        r = np.random.default_rng(seed)
+        C, l2 = int(r.integers(2, 6)), float(r.choice([0.0, 0.3]))
+        X, y = r.standard_normal((n, d)), r.integers(0, C, n)
+        theta = r.standard_normal((d, C)) * r.choice([0.1, 1.0, 3.0])
+        top = np.linalg.eigvalsh(softmax.hessian(theta, X, y, l2=l2)).max()
+        assert top <= (np.linalg.norm(X, 2) ** 2 / (2 * n) + l2) * (1 + 1e-12)
