@@ -43,8 +43,8 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
     gradients ``(T,) + inner_lr.shape``, by the dual form (G1)-(G7).
 
     ``record``, a dict, receives the Gram blocks ``G``, ``M`` (G3), (G5), ``Z0``, ``U0``, the
-    forward coefficients ``forward = [(Y_k, c_k), ...]`` (G2) and the reverse ones ``reverse =
-    [(k, E_k, beta_k), ...]`` (G4), in matrix form (a trailing output axis), for ``refmaml explain``.
+    forward coefficients ``forward = [(Gamma_k, c_k), ...]`` (G2) and the reverse ones ``reverse =
+    [(k, E_k, xi_k), ...]`` (G4), in matrix form (a trailing output axis), for ``refmaml explain``.
     """
     xp, net, head = p.xp, p.model.network, p.model.head
     kind = rate_kind(p)
@@ -63,42 +63,42 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
     Z0 = Xs @ theta0       # (T, n, C)   X_s theta_0
     U0 = Xq @ theta0       # (T, m, C)   X_q theta_0
 
-    # forward (G2)-(G3): theta_k = c_k theta_0 + A X_s^T Y_k, logits Z_k = c_k Z_0 + G Y_k
-    Y, c = xp.zeros_like(Z0), 1.0
+    # forward (G2)-(G3): theta_k = c_k theta_0 + A X_s^T Gamma_k, logits Z_k = c_k Z_0 + G Gamma_k
+    Gam, c = xp.zeros_like(Z0), 1.0
     states, residuals, path, steps = [], [], [], []
     for k in range(K):
-        R, state = head.residual(net.from_matrix(c * Z0 + G @ Y), p.ys)
-        R = net.as_matrix(R) / n
+        R, state = head.residual(net.from_matrix(c * Z0 + G @ Gam), p.ys)
+        R = net.as_matrix(R) / n                                # R_k = r_k / n
         s_k, delta = (1.0, 1.0) if kind == "feature" else _scalar_step(p, k)
         states.append(state)
         residuals.append(R)
-        path.append((Y, c))
+        path.append((Gam, c))
         steps.append((s_k, delta))
-        Y, c = delta * Y - s_k * R, delta * c
-    Zq = c * U0 + M @ Y
+        Gam, c = delta * Gam - s_k * R, delta * c
+    Zq = c * U0 + M @ Gam
     if record is not None:
-        record.update(G=G, M=M, Z0=Z0, U0=U0, forward=path + [(Y, c)], reverse=[])
+        record.update(G=G, M=M, Z0=Z0, U0=U0, forward=path + [(Gam, c)], reverse=[])
     losses = head.value(net.from_matrix(Zq), p.yq)
     Rq, _ = head.residual(net.from_matrix(Zq), p.yq)
     B = net.as_matrix(Rq) / m            # g_K = X_q^T B   (G4)
     MtB = xp.matrix_transpose(M) @ B   # (T, n, C)
 
-    # reverse (G4): g_k = beta_k X_q^T B + X_s^T E_k; first order keeps g_K (beta = 1, E = 0)
-    E, beta = xp.zeros_like(Z0), 1.0
+    # reverse (G4): g_k = xi_k X_q^T B + X_s^T E_k; first order keeps g_K (xi = 1, E = 0)
+    E, xi = xp.zeros_like(Z0), 1.0
     terms, S = [], None
     for k in reversed(range(K) if lr_grad or not first_order else ()):
         s_k, delta = steps[k]
-        V = MtB if first_order else beta * MtB + G @ E         # X_s A g_{k+1}
+        V = MtB if first_order else xi * MtB + G @ E         # X_s A g_{k+1}
         if lr_grad and kind == "scalar":
-            terms.append(_scalar_rate_term(p, V, E, beta, residuals[k], path[k], Z0, B, U0))
+            terms.append(_scalar_rate_term(p, V, E, xi, residuals[k], path[k], Z0, B, U0))
         if lr_grad and kind == "feature" and not first_order:
             S = _accumulate(xp, S, E, residuals[k])
         if not first_order:
             curv = net.as_matrix(head.curvature(states[k], net.from_matrix(V)))
-            E, beta = delta * E - (s_k / n) * curv, delta * beta
+            E, xi = delta * E - (s_k / n) * curv, delta * xi
             if record is not None:
-                record["reverse"].append((k, E, beta))
-    g = net.from_matrix(beta * (xp.matrix_transpose(Xq) @ net.as_matrix(Rq)) / m + XsT @ E)   # (G6)
+                record["reverse"].append((k, E, xi))
+    g = net.from_matrix(xi * (xp.matrix_transpose(Xq) @ net.as_matrix(Rq)) / m + XsT @ E)   # (G6)
     if not lr_grad:
         return losses, g, None
     if kind == "scalar":
@@ -118,14 +118,14 @@ def _accumulate(xp, S, E, R):
     return term if S is None else S + term
 
 
-def _scalar_rate_term(p, V, E, beta, R, point, Z0, B, U0):
+def _scalar_rate_term(p, V, E, xi, R, point, Z0, B, U0):
     """Step ``k``'s ``-<g_{k+1}, grad L_s(theta_k)>`` in n-space (G7):
-    ``grad L_s(theta_k) = X_s^T (R_k + l2 Y_k) + l2 c_k theta_0``."""
+    ``grad L_s(theta_k) = X_s^T (R_k + l2 Gamma_k) + l2 c_k theta_0``."""
     xp = p.xp
-    Y_k, c_k = point
-    value = _xp.task_dot(xp, V, R + p.l2 * Y_k)
+    Gam_k, c_k = point
+    value = _xp.task_dot(xp, V, R + p.l2 * Gam_k)
     if p.l2:
-        value = value + p.l2 * c_k * (beta * _xp.task_dot(xp, B, U0) + _xp.task_dot(xp, E, Z0))
+        value = value + p.l2 * c_k * (xi * _xp.task_dot(xp, B, U0) + _xp.task_dot(xp, E, Z0))
     return -value
 
 

@@ -81,8 +81,8 @@ def _rate(rate, k, ndim):
 def gram_form(obj, inputs, *, first_order=False):
     """The same meta-gradient in the dual (Gram) form, ``derivations/dual.md``: the blocks
     ``G = X_s A X_s^T``, ``M = X_q A X_s^T`` (G3), (G5), ``Z_0 = X_s theta``, ``U_0 = X_q theta``, the
-    forward coefficients ``(Y_k, c_k)`` of (G2) and the reverse ones ``(E_k, beta_k)`` of (G4), and
-    ``g = beta X_q^T B + X_s^T E`` (G6); arrays in matrix form (a trailing output axis)."""
+    forward coefficients ``(Gamma_k, c_k)`` of (G2) and the reverse ones ``(E_k, xi_k)`` of (G4), and
+    ``g = xi X_q^T B + X_s^T E`` (G6); arrays in matrix form (a trailing output axis)."""
     p = validated.meta(obj, inputs["theta"], inputs["Xs"], inputs["ys"], inputs["Xq"], inputs["yq"],
                        l2=inputs["l2"], inner_lr=inputs["inner_lr"], inner_steps=inputs["inner_steps"])
     policy.plan(p, "dual")  # refuses what the dual form cannot take, with the reason
@@ -91,8 +91,8 @@ def gram_form(obj, inputs, *, first_order=False):
     one = obj.network.from_matrix  # one output per example: the coefficients as vectors
 
     return {"G": record["G"][0], "M": record["M"][0], "Z0": one(record["Z0"][0]), "U0": one(record["U0"][0]),
-            "forward": [{"k": k, "Y": one(Y[0]), "c": float(np.real(c))} for k, (Y, c) in enumerate(record["forward"])],
-            "reverse": [{"k": k, "E": one(E[0]), "beta": float(np.real(b))} for k, E, b in record["reverse"]],
+            "forward": [{"k": k, "Gamma": one(Gam[0]), "c": float(np.real(c))} for k, (Gam, c) in enumerate(record["forward"])],
+            "reverse": [{"k": k, "E": one(E[0]), "xi": float(np.real(b))} for k, E, b in record["reverse"]],
             "meta_grad": g[0], "equation": "dual.md (G2)-(G6)"}
 
 
@@ -228,10 +228,10 @@ def to_text(result):
                   f"  G = X_s A X_s^T = {_fmt(g['G'])}   [(G3), (G5)]", f"  M = X_q A X_s^T = {_fmt(g['M'])}",
                   f"  Z_0 = X_s theta = {_fmt(g['Z0'])},  U_0 = X_q theta = {_fmt(g['U0'])}"]
         for f in g["forward"]:
-            lines.append(f"  k = {f['k']}:  Y_{f['k']} = {_fmt(f['Y'])},  c_{f['k']} = {f['c']:.6g}   [(G2)]")
+            lines.append(f"  k = {f['k']}:  Gamma_{f['k']} = {_fmt(f['Gamma'])},  c_{f['k']} = {f['c']:.6g}   [(G2)]")
         for r in g["reverse"]:
-            lines.append(f"  k = {r['k']}:  E_{r['k']} = {_fmt(r['E'])},  beta_{r['k']} = {r['beta']:.6g}   [(G4)]")
-        lines.append(f"  g = beta X_q^T B + X_s^T E = {_fmt(g['meta_grad'])}   [(G6)]; relative difference with the "
+            lines.append(f"  k = {r['k']}:  E_{r['k']} = {_fmt(r['E'])},  xi_{r['k']} = {r['xi']:.6g}   [(G4)]")
+        lines.append(f"  g = xi X_q^T B + X_s^T E = {_fmt(g['meta_grad'])}   [(G6)]; relative difference with the "
                      f"primal walk-through {g['relative_difference']:.1e}")
     lines.append(f"refmaml.meta_value_and_grad agrees: relative difference "
                  f"{result['library_meta_grad_relative_difference']:.1e} ({answer})")

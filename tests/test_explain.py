@@ -70,13 +70,13 @@ def test_text_and_refusals(capsys):
 @pytest.mark.parametrize("kw", [dict(model="logistic"), dict(model="softmax", l2=0.2), dict(model="linear", rates="per-step")])
 def test_the_gram_form_is_the_same_computation(kw, capsys):
     """--form dual: the library's dual form with its blocks and coefficients recorded; its gradient is
-    the primal walk-through's to 1e-13 (other sums), and theta_K = c_K theta + X_s^T Y_K (G2)."""
+    the primal walk-through's to 1e-13 (other sums), and theta_K = c_K theta + X_s^T Gamma_K (G2)."""
     obj, name, inputs = explain.problem(**kw)
     result = explain.walk(obj, name, inputs, form="dual")
     g = result["dual"]
     assert g["relative_difference"] <= 1e-13
-    Y, c = g["forward"][-1]["Y"], g["forward"][-1]["c"]
-    theta_K = c * inputs["theta"] + inputs["Xs"].T @ Y
+    Gam, c = g["forward"][-1]["Gamma"], g["forward"][-1]["c"]
+    theta_K = c * inputs["theta"] + inputs["Xs"].T @ Gam
     np.testing.assert_allclose(theta_K, result["forward"][-1]["theta"], rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(g["G"], inputs["Xs"] @ inputs["Xs"].T, rtol=1e-15)
     assert cli.main(["explain", "--form", "dual", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in kw.items()), [])]) == 0
