@@ -3,10 +3,6 @@
 import dataclasses
 import io
 import os
-import signal
-import subprocess
-import sys
-import time
 import zipfile
 
 import numpy as np
@@ -16,6 +12,7 @@ import refmaml
 from refmaml import adam, checkpoint, check, tasks, train
 
 from .conftest import _gpu_available
+from .processes import kill_when_saved
 from refmaml.models import logistic
 
 SMALL = dict(family="synthetic-binary", iterations=40, meta_batch=4, support=6, query=5, inner_steps=2,
@@ -299,24 +296,7 @@ def test_a_training_process_killed_mid_way_leaves_a_checkpoint_that_resumes_exac
             "--query", "5", "--l2", "0", "--lam", "1", "--seed", "11", "--backend", "numpy",
             "--eval-every", "25", "--checkpoint", str(path), "--checkpoint-every", "7", "--quiet",
             "--out", str(tmp_path / "out")]
-    log = tmp_path / "stderr.txt"
-    with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "refmaml", "train", *args],
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if path.exists() and train.load(path).iteration >= 60:
-                break
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.02)
-        else:
-            pytest.fail("the training process made no progress in 120 s")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    killed = train.load(path)
+    killed = kill_when_saved(args, path, 60, tmp_path / "stderr.txt")
     assert 60 <= killed.iteration < 1000000
     target = dataclasses.replace(killed.config, iterations=killed.iteration + 20)
     resumed = train.train(target, resume=path)
