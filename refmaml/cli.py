@@ -73,7 +73,7 @@ def _vectors(args):
 
     try:
         _writable(args.out, "--out")
-        paths = vectors.write(args.out)
+        paths = vectors.write(args.out, version=args.vectors_version)
     except (ValueError, OSError) as exc:
         return _fail("vectors", exc)
     for path in paths:
@@ -82,16 +82,11 @@ def _vectors(args):
 
 
 def _check(args):
-    from .oracle import format_report, judge, vectors
+    from .oracle import check_file
 
-    try:
-        dtype, produced = vectors.load_results(args.results)
-    except vectors.InvalidFile as exc:
-        print(f"refmaml check: {exc}", file=sys.stderr)
-        return 2
-    report = judge.check_results(produced, dtype)
-    print(format_report(report))
-    return 0 if report.passed else 1
+    code, text = check_file(args.results, as_json=args.json)
+    print(text, file=sys.stderr if code == 2 else sys.stdout)
+    return code
 
 
 def _finish(report, out, seconds=None):
@@ -221,9 +216,14 @@ def build_parser():
     p.set_defaults(run=_verify)
     p = sub.add_parser("vectors", help="write the test vectors (JSON, .npz and their schemas) to a directory")
     p.add_argument("--out", required=True, help="directory to write into (created if missing)")
+    p.add_argument("--version", dest="vectors_version", choices=["1", "2"], default="2",
+                   help="which version to write (default 2; version 1, the first 86 cases, stays frozen)")
     p.set_defaults(run=_vectors)
     p = sub.add_parser("check", help="judge results computed elsewhere on the test vectors; diagnose bugs")
     p.add_argument("results", help="a JSON file in the results schema (results.schema.json)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON: passed, diagnosis, message, localization, tolerance, "
+                        "missing, and one row per case")
     p.set_defaults(run=_check)
     p = sub.add_parser("demo", help="meta-train every method on one task family and compare them on "
                                      "held-out tasks (the main job; about 3 minutes)")

@@ -16,10 +16,13 @@ BUGS = ("first_order", "drift", "sum_over_tasks", "sum_over_examples", "steps_mi
 # --- PyTorch ---------------------------------------------------------------------------------
 
 def torch_loss(torch, model, theta, X, y, l2=0.0, reduction="mean"):
-    """Mean (or summed) cross-entropy of the logits ``X @ theta``, plus ``(l2/2)||theta||^2``."""
+    """Mean (or summed) cross-entropy of the logits ``X @ theta`` (squared error for linear
+    regression, PyTorch's ``mse_loss``), plus ``(l2/2)||theta||^2``."""
     F = torch.nn.functional
     z = X @ theta
-    if model == "logistic":
+    if model == "linear":
+        loss = F.mse_loss(z, y, reduction=reduction)
+    elif model == "logistic":
         loss = F.binary_cross_entropy_with_logits(z, y, reduction=reduction)
     else:
         loss = F.cross_entropy(z, y, reduction=reduction)
@@ -73,7 +76,9 @@ def torch_batched(model):
 
         def losses(phi, X, y, l2):
             z = torch.einsum("tnd,td...->tn...", X, phi)
-            if model == "logistic":
+            if model == "linear":
+                each = ((z - y) ** 2).mean(1)
+            elif model == "logistic":
                 each = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none").mean(1)
             else:
                 each = torch.nn.functional.cross_entropy(z.transpose(1, 2), y, reduction="none").mean(1)
@@ -151,7 +156,9 @@ def jax_maml(model, bug=None):
 
     def loss(theta, X, y, l2=0.0):
         z = X @ theta
-        if model == "logistic":
+        if model == "linear":
+            each = (z - y) ** 2
+        elif model == "logistic":
             each = jnp.logaddexp(0.0, z) - y * z
         else:
             each = jax.nn.logsumexp(z, axis=-1) - jnp.take_along_axis(z, y[:, None], axis=-1)[:, 0]

@@ -6,8 +6,9 @@
 """
 
 from .answers import DIAGNOSES, Answer
-from .cases import VERSION, Case, all_cases
-from .judge import MESSAGES, TOLERANCE, CaseResult, Report, check, format_report
+from .cases import VERSION, VERSIONS, Case, all_cases
+from .judge import (CONDITIONS, MESSAGES, TOLERANCE, VERDICTS, CaseResult, Report, as_dict, check, check_file,
+                    format_report)
 
-__all__ = ["DIAGNOSES", "MESSAGES", "TOLERANCE", "VERSION", "Answer", "Case", "CaseResult", "Report",
-           "all_cases", "check", "format_report"]
+__all__ = ["CONDITIONS", "DIAGNOSES", "MESSAGES", "TOLERANCE", "VERDICTS", "VERSION", "VERSIONS", "Answer", "Case",
+           "CaseResult", "Report", "all_cases", "as_dict", "check", "check_file", "format_report"]

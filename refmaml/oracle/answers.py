@@ -12,7 +12,10 @@ from .. import models
 from ..maml import adapt, meta_value_and_grad
 
 DIAGNOSES = ("first_order", "drift", "sum_over_tasks", "sum_over_examples", "steps_minus_one",
-             "steps_plus_one", "inner_on_query", "meta_loss_on_support", "lr_no_grad", "tutorial_code")
+             "steps_plus_one", "inner_on_query", "meta_loss_on_support", "lr_no_grad", "tutorial_code",
+             "l2_on_query", "l2_without_half", "hessian_at_last_iterate")
+# Bugs whose answers differ from the truth only where the support loss has a ridge term (l2 > 0).
+RIDGE = ("l2_on_query", "l2_without_half")
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,33 @@ def tutorial_code(case, rate):
             current = current - rate * buffer
         losses.append(float(model.loss(current, case.Xq[t], case.yq[t])))
         pending.append(model.grad(current, case.Xq[t], case.yq[t]))
-    buffer = buffer + np.sum(pending, axis=0)
+    inner = buffer
+    buffer = inner + np.sum(pending, axis=0)
     mean, total = float(np.mean(losses)), float(np.sum(losses))
-    return [Answer(mean, buffer), Answer(mean, buffer / case.T), Answer(total, buffer)]
+    # the query losses averaged before backward(): the buffer gains the mean of the h_t (O6)
+    averaged = inner + np.mean(pending, axis=0)
+    return [Answer(mean, buffer), Answer(mean, buffer / case.T), Answer(total, buffer), Answer(mean, averaged)]
+
+
+def unrolled(case, rate, *, query_l2=0.0, hessian_at_last=False):
+    """(O9)-(O10): the meta-loss with a ridge term ``(query_l2/2)||theta_K||^2`` in the query loss,
+    and its gradient by reverse accumulation, every reverse step taking the Hessian at ``theta_k``
+    (exact) or, with ``hessian_at_last``, at ``theta_K``; mean over tasks."""
+    model = models.get(case.model)
+    path = trajectory(case, rate)
+    K, T = case.inner_steps, case.T
+    loss, grad, lr_grad = 0.0, np.zeros_like(case.theta), np.zeros(np.shape(rate))
+    for t in range(T):
+        end = path[K, t]
+        loss += float(model.loss(end, case.Xq[t], case.yq[t], l2=query_l2)) / T
+        g = np.asarray(model.grad(end, case.Xq[t], case.yq[t], l2=query_l2))
+        for k in reversed(range(K)):
+            step = model.grad(path[k, t], case.Xs[t], case.ys[t], l2=case.l2)
+            lr_grad = lr_grad - _sum_to_rate(g * step, rate) / T
+            at = path[K if hessian_at_last else k, t]
+            g = g - np.asarray(model.hvp(at, case.Xs[t], case.ys[t], rate * g, l2=case.l2))
+        grad = grad + g / T
+    return Answer(loss, grad, lr_grad)
 
 
 def _sum_over_examples(case, rate):
@@ -116,21 +143,41 @@ def _sum_over_examples(case, rate):
     return out + [truth(case, rate).scaled(m, m, m)]
 
 
+def _finite_only(make):
+    """A bug's answers, without those that overflow: a bug whose inner loop diverges on a case (a
+    summed support loss's step ``n alpha`` through a network) has no finite answer to match there."""
+    try:
+        found = make()
+    except (ValueError, FloatingPointError, OverflowError):
+        return []
+    return [a for a in found if np.isfinite(a.loss) and np.all(np.isfinite(a.grad))
+            and (a.lr_grad is None or np.all(np.isfinite(a.lr_grad)))]
+
+
 def wrong(case, rate, *, lr_grad):
-    """``{diagnosis: [Answer, ...]}``: the answers each diagnosed bug gives on ``case`` (O1)-(O6)."""
+    """``{diagnosis: [Answer, ...]}``: the answers each diagnosed bug gives on ``case`` (O1)-(O6),
+    (O9)-(O10)."""
     right = truth(case, rate)
     K = case.inner_steps
-    out = {
-        "first_order": [first_order(case, rate)],
-        "drift": drift(case, rate),
-        "sum_over_tasks": [right.scaled(case.T, case.T, case.T)],
-        "sum_over_examples": _sum_over_examples(case, rate),
-        "steps_minus_one": [_meta(case, rate, steps=K - 1)] if K >= 1 else [],
-        "steps_plus_one": [_meta(case, rate, steps=K + 1)],
-        "inner_on_query": [_meta(case, rate, Xs=case.Xq, ys=case.yq)],
-        "meta_loss_on_support": [_meta(case, rate, Xq=case.Xs, yq=case.ys)],
-        "lr_no_grad": [Answer(right.loss, right.grad, np.zeros_like(right.lr_grad))] if lr_grad else [],
-        "tutorial_code": tutorial_code(case, rate),
+    makers = {
+        "first_order": lambda: [first_order(case, rate)],
+        "drift": lambda: drift(case, rate),
+        "sum_over_tasks": lambda: [right.scaled(case.T, case.T, case.T)],
+        "sum_over_examples": lambda: _sum_over_examples(case, rate),
+        "steps_minus_one": lambda: [_meta(case, rate, steps=K - 1)] if K >= 1 else [],
+        "steps_plus_one": lambda: [_meta(case, rate, steps=K + 1)],
+        "inner_on_query": lambda: [_meta(case, rate, Xs=case.Xq, ys=case.yq)],
+        "meta_loss_on_support": lambda: [_meta(case, rate, Xq=case.Xs, yq=case.ys)],
+        "lr_no_grad": lambda: [Answer(right.loss, right.grad, np.zeros_like(right.lr_grad))] if lr_grad else [],
+        "tutorial_code": lambda: tutorial_code(case, rate),
+        # (O9): the ridge term in the query loss too; l2 ||theta||^2 (no 1/2) in the support loss
+        "l2_on_query": lambda: [unrolled(case, rate, query_l2=case.l2)] if case.l2 else [],
+        "l2_without_half": lambda: [_meta(case, rate, l2=2 * case.l2)] if case.l2 else [],
+        # (O10): every reverse step with the support Hessian at the last iterate; linear regression's
+        # Hessian is constant, and there this is the truth
+        "hessian_at_last_iterate": lambda: [unrolled(case, rate, hessian_at_last=True)]
+        if K >= 1 and not (isinstance(case.model, str) and case.model == "linear") else [],
     }
-    assert tuple(out) == DIAGNOSES
-    return out
+    assert tuple(makers) == DIAGNOSES
+    with np.errstate(over="ignore", invalid="ignore"):
+        return {key: _finite_only(make) for key, make in makers.items()}

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-VERSION = "1"
-MODELS = ("logistic", "softmax")
+VERSION = "2"          # the version ``refmaml vectors`` writes; version 1 stays readable
+VERSIONS = ("1", "2")
+MODELS = ("logistic", "softmax", "linear")  # version 1 has the first two
+LINEAR_RATE = 0.1  # linear regression's support Hessian (2/n) Xs^T Xs reaches about 7 here: rates stay below 2/7
 STEPS = (0, 1, 2, 5)
 CLASSES = 3  # of the softmax cases
 EDGE = {"onefeature", "oneexample", "saturated"}  # edge cases, run by every check
@@ -71,6 +73,8 @@ class Case:
 
 
 def _labels(rng, model, shape, logits=None):
+    if model == "linear":
+        return rng.standard_normal(shape)
     if model == "logistic":
         return rng.integers(0, 2, shape).astype(np.float64)
     return rng.integers(0, CLASSES, shape).astype(np.int64)
@@ -79,7 +83,7 @@ def _labels(rng, model, shape, logits=None):
 def _make(seed, model, *, T, n, m, d, K, l2=0.0, alpha=0.4, rates=False, scale=0.5, diagnostic=False,
           note="", tag=""):
     rng = np.random.default_rng(seed)
-    shape = (d,) if model == "logistic" else (d, CLASSES)
+    shape = (d, CLASSES) if model == "softmax" else (d,)
     theta = scale * rng.standard_normal(shape)
     Xs, Xq = rng.standard_normal((T, n, d)), rng.standard_normal((T, m, d))
     ys, yq = _labels(rng, model, (T, n)), _labels(rng, model, (T, m))
@@ -99,30 +103,44 @@ def _saturated(seed, model, K):
                 note=case.note, tags=case.tags)
 
 
-def all_cases():
-    """Every case of this version, in a fixed order."""
+def all_cases(version=VERSION, *, networks=True):
+    """Every case of ``version`` (``"1"`` or ``"2"``), in a fixed order; version 2 is version 1's
+    cases, unchanged, followed by the linear-regression cases and the cases of the two networks of
+    ``NETWORKS()`` (:func:`network_cases`)."""
+    if version not in VERSIONS:
+        raise ValueError(f"version must be one of {', '.join(VERSIONS)}; got {version!r}")
     out = []
     seed = 1000
-    for model in MODELS:
+    for model in MODELS[:2] + (MODELS[2:] if version == "2" else ()):
+        linear = model == "linear"
+        alpha = LINEAR_RATE if linear else 0.4
         for K in STEPS:
             for T in (1, 3):
                 for l2 in (0.0, 0.1):
                     for rates in (False, True):
                         seed += 1
-                        out.append(_make(seed, model, T=T, n=5, m=7, d=4, K=K, l2=l2, rates=rates))
+                        out.append(_make(seed, model, T=T, n=5, m=7, d=4, K=K, l2=l2, rates=rates,
+                                         alpha=alpha))
         for l2 in (0.0, 0.1):  # the diagnostic cases
             for rates in (False, True):
                 for K in (2, 3):
                     seed += 1
-                    out.append(_make(seed, model, T=4, n=6, m=9, d=5, K=K, l2=l2, rates=rates, alpha=0.5,
+                    out.append(_make(seed, model, T=4, n=6, m=9, d=5, K=K, l2=l2, rates=rates,
+                                     alpha=LINEAR_RATE if linear else 0.5,
                                      diagnostic=True, tag="diagnostic",
                                      note="every diagnosed bug is far from the truth and from the others"))
         seed += 1
-        out.append(_make(seed, model, T=2, n=5, m=6, d=1, K=2, note="one feature", tag="onefeature"))
+        out.append(_make(seed, model, T=2, n=5, m=6, d=1, K=2, note="one feature", tag="onefeature",
+                         alpha=alpha))
         seed += 1
-        out.append(_make(seed, model, T=3, n=1, m=1, d=4, K=2, note="one example per set", tag="oneexample"))
+        out.append(_make(seed, model, T=3, n=1, m=1, d=4, K=2, note="one example per set", tag="oneexample",
+                         alpha=alpha))
         seed += 1
-        out.append(_saturated(seed, model, K=2))
+        if not linear:  # no probabilities to saturate
+            out.append(_saturated(seed, model, K=2))
+    if version == "2" and networks:
+        for network in NETWORKS():
+            out += network_cases(network)
     ids = [c.id for c in out]
     assert len(set(ids)) == len(ids), "case ids must be unique"
     return out
@@ -135,3 +153,121 @@ def select(cases, *, models=MODELS, steps=STEPS, l2=False, rates=False):
             if c.model in models
             and (c.inner_steps in steps or c.diagnostic or EDGE & set(c.tags))
             and (l2 or not c.l2) and (rates or not c.rates)]
+
+
+# --- networks ----------------------------------------------------------------------------------
+
+# ReLU cases keep every pre-activation at least this far from 0 at every inner iterate (support and
+# query inputs): implementations differ by rounding, about 1e-15 of the scale, so none computes the
+# other side of a kink, where ReLU' jumps (ReLU'(0) = 0 by convention, derivations/mlp.md).
+RELU_MARGIN = 1e-6
+NETWORK_STEP = 0.5  # the inner rate times the largest |eigenvalue| of the first support Hessian at theta
+
+
+def network_name(model):
+    """The prefix of a network's case ids: ``mlp-1x40x40x1-relu-mse``."""
+    return f"mlp-{'x'.join(map(str, model.sizes))}-{model.activation}-{model.loss_name}"
+
+
+def sinusoid(model):
+    """Whether ``model`` takes the MAML paper's sinusoid tasks (one input, one output, mse)."""
+    return model.sizes[0] == 1 and model.sizes[-1] == 1 and model.loss_name == "mse"
+
+
+def _targets(rng, model, shape):
+    d_out = model.sizes[-1]
+    if model.loss_name == "mse":
+        return rng.standard_normal(shape + ((d_out,) if d_out > 1 else ()))
+    if model.loss_name == "logistic":
+        return rng.integers(0, 2, shape).astype(np.float64)
+    return rng.integers(0, d_out, shape).astype(np.int64)
+
+
+def _preactivations(model, theta, X):
+    """Every hidden pre-activation ``W h + b`` of ``X`` at ``theta`` (one task), flattened."""
+    out, h = [], X
+    layers = model.unflatten(theta)
+    for W, b in layers[:-1]:
+        z = h @ W.T + b
+        out.append(np.ravel(z))
+        h = np.tanh(z) if model.activation == "tanh" else np.maximum(z, 0)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _curvature(model, theta, X, y, rng, iterations=30):
+    """The largest |eigenvalue| of the support Hessian at ``theta`` (power iteration with HVPs)."""
+    v = rng.standard_normal(theta.shape)
+    v /= np.linalg.norm(v)
+    value = 1.0
+    for _ in range(iterations):
+        w = np.asarray(model.hvp(theta, X, y, v))
+        value = float(np.linalg.norm(w))
+        if value == 0:
+            return 1.0
+        v = w / value
+    return value
+
+
+def _network_case(model, seed, *, T, n, m, K, l2=0.0, rates=False, diagnostic=False, note="", tag=""):
+    from ..maml import adapt  # a lower layer's public name
+
+    d = model.sizes[0]
+    for attempt in range(100):
+        rng = np.random.default_rng([seed, attempt])
+        theta = model.init(int(rng.integers(2**31)))
+        if sinusoid(model):  # the MAML paper's regression: y = A sin(x - phase), x in [-5, 5]
+            amplitude, phase = rng.uniform(0.1, 5.0, (T, 1)), rng.uniform(0, np.pi, (T, 1))
+            Xs, Xq = rng.uniform(-5, 5, (T, n, 1)), rng.uniform(-5, 5, (T, m, 1))
+            ys, yq = amplitude * np.sin(Xs[..., 0] - phase), amplitude * np.sin(Xq[..., 0] - phase)
+        else:
+            Xs, Xq = rng.standard_normal((T, n, d)), rng.standard_normal((T, m, d))
+            ys, yq = _targets(rng, model, (T, n)), _targets(rng, model, (T, m))
+        alpha = NETWORK_STEP / _curvature(model, theta, Xs[0], ys[0], rng)
+        inner_lr = alpha * rng.uniform(0.5, 1.5, theta.shape) if rates else float(alpha)
+        if model.activation == "relu":
+            path = np.asarray(adapt(theta, Xs, ys, inner_lr=inner_lr, inner_steps=K, model=model, l2=l2,
+                                    return_trajectory=True))
+            smallest = min(float(np.min(np.abs(_preactivations(model, path[k, t], X[t]))))
+                           for k in range(K + 1) for t in range(T) for X in (Xs, Xq))
+            if smallest < RELU_MARGIN:
+                continue
+        break
+    else:
+        raise ValueError(f"no case for {network_name(model)} keeps the ReLU margin {RELU_MARGIN}")
+    parts = [network_name(model), f"K{K}", f"T{T}", f"n{n}", f"m{m}"]
+    parts += (["l2"] if l2 else []) + (["rates"] if rates else []) + ([tag] if tag else [])
+    tags = tuple(t for t, on in (("l2", bool(l2)), ("rates", rates), (tag, bool(tag))) if on)
+    return Case("-".join(parts), model, theta, Xs, ys, Xq, yq, inner_lr, K, float(l2), diagnostic, note, tags)
+
+
+def network_cases(model):
+    """The cases of an MLP ``model`` (a ``refmaml.models.MLP``): for every number of steps in
+    ``STEPS`` five regular cases (one task, three with and without ``l2``, two with learned rates),
+    the diagnostic cases (``T = 4``, ``K = 2, 3``, with and without ``l2`` and rates) and one case
+    with one example per set. Seeded by the architecture: the same model gives the same cases."""
+    import zlib
+
+    base = zlib.crc32(network_name(model).encode()) % 2**20
+    out, seed = [], base * 100
+    for K in STEPS:
+        for T, l2, rates in ((1, 0.0, False), (3, 0.0, False), (3, 0.1, False), (2, 0.0, True), (2, 0.1, True)):
+            seed += 1
+            out.append(_network_case(model, seed, T=T, n=5, m=7, K=K, l2=l2, rates=rates))
+    for l2 in (0.0, 0.1):
+        for rates in (False, True):
+            for K in (2, 3):
+                seed += 1
+                out.append(_network_case(model, seed, T=4, n=6, m=9, K=K, l2=l2, rates=rates, diagnostic=True,
+                                         tag="diagnostic", note="the bugs this network separates are far "
+                                         "from the truth and from the others"))
+    seed += 1
+    out.append(_network_case(model, seed, T=3, n=1, m=1, K=2, note="one example per set", tag="oneexample"))
+    return out
+
+
+def NETWORKS():
+    """The networks of the version-2 vectors: the MAML paper's sinusoid regressor (1-40-40-1, ReLU,
+    mse) and a small tanh softmax classifier (4-8-3)."""
+    from ..models import MLP
+
+    return (MLP((1, 40, 40, 1), "relu", "mse"), MLP((4, 8, 3), "tanh", "softmax"))

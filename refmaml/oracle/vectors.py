@@ -22,15 +22,27 @@ HERE = pathlib.Path(__file__).resolve().parent
 SCHEMAS = ("vectors.schema.json", "results.schema.json")
 STEM = f"refmaml-vectors-v{_cases.VERSION}"
 
+
+def stem(version=_cases.VERSION):
+    """The file name, without suffix, of the vectors of ``version``."""
+    return f"refmaml-vectors-v{version}"
+
 CONVENTIONS = {
     "meta_loss": "mean over tasks of the query loss after inner_steps gradient steps on the support loss",
     "loss": "mean over examples of the cross-entropy (binary for logistic, softmax for softmax), plus "
             "(l2/2)||theta||^2 on the support loss only",
+    "linear": "linear regression (version 2): mean over examples of the squared error (X theta - y)^2, no 1/2, "
+              "plus (l2/2)||theta||^2 on the support loss only; real targets",
     "inner_step": "theta_{k+1} = theta_k - inner_lr * grad L_s(theta_k), inner_lr a scalar or one rate per "
                   "parameter at every step",
     "shapes": "theta (d,) logistic or (d, C) softmax; Xs (T, n, d); ys (T, n); Xq (T, m, d); yq (T, m); "
               "trajectory (K+1, T) + theta.shape; inner_lr_grad has inner_lr's shape",
-    "labels": "logistic: 0.0 or 1.0; softmax: integers in [0, C)",
+    "labels": "logistic: 0.0 or 1.0; softmax: integers in [0, C); linear: real numbers",
+    "networks": "model mlp (version 2): sizes, activation (tanh or relu, after every layer but the last) and "
+                "loss (mse, logistic or softmax) recorded with the case; theta flat in the order of PyTorch's "
+                "parameters_to_vector(nn.Sequential(Linear, act, ..., Linear).parameters()): per layer the "
+                "weight (out, in) row-major, then the bias; l2 covers every parameter; mse targets (T, n) when "
+                "d_out = 1, else (T, n, d_out)",
     "first_order": "first-order MAML: grad L_q(theta_K), and the rate gradient with the inner gradients "
                    "held constant (derivations/variants.md (V5))",
 }
@@ -44,8 +56,11 @@ def case_record(case):
     """The JSON record of one case: its inputs and every answer (float64, exact)."""
     rate = case.inner_lr
     right, first = answers.truth(case, rate), answers.first_order(case, rate)
+    network = {} if isinstance(case.model, str) else {
+        "sizes": list(case.model.sizes), "activation": case.model.activation, "loss": case.model.loss_name}
     return {
-        "id": case.id, "model": case.model, "diagnostic": case.diagnostic, "note": case.note,
+        "id": case.id, "model": case.model if isinstance(case.model, str) else "mlp", **network,
+        "diagnostic": case.diagnostic, "note": case.note,
         "inputs": {"theta": case.theta.tolist(), "Xs": case.Xs.tolist(), "ys": case.ys.tolist(),
                    "Xq": case.Xq.tolist(), "yq": case.yq.tolist(), "inner_lr": _tolist(rate),
                    "inner_steps": case.inner_steps, "l2": case.l2},
@@ -57,10 +72,14 @@ def case_record(case):
     }
 
 
-def document():
+def document(version=_cases.VERSION):
     """The whole vectors document (a dict), deterministic for a given refmaml version and platform."""
-    return {"format": "refmaml-vectors", "version": _cases.VERSION, "generator": f"refmaml {__version__}",
-            "conventions": CONVENTIONS, "cases": [case_record(c) for c in _cases.all_cases()]}
+    conventions = CONVENTIONS if version != "1" else {k: v for k, v in CONVENTIONS.items()
+                                                      if k not in ("linear", "networks")}
+    if version == "1":
+        conventions = dict(conventions, labels="logistic: 0.0 or 1.0; softmax: integers in [0, C)")
+    return {"format": "refmaml-vectors", "version": version, "generator": f"refmaml {__version__}",
+            "conventions": conventions, "cases": [case_record(c) for c in _cases.all_cases(version)]}
 
 
 def _json_bytes(doc):
@@ -79,8 +98,9 @@ def _npz_bytes(doc):
         for c in doc["cases"]:
             for part in ("inputs", "outputs"):
                 for key, value in c[part].items():
+                    softmax = c["model"] == "softmax" or c.get("loss") == "softmax"
                     array = np.asarray(value, dtype=np.int64 if key in ("inner_steps",) or
-                                       (key in ("ys", "yq") and c["model"] == "softmax") else np.float64)
+                                       (key in ("ys", "yq") and softmax) else np.float64)
                     data = io.BytesIO()
                     np.lib.format.write_array(data, array, allow_pickle=False)
                     info = zipfile.ZipInfo(f"{c['id']}/{part}/{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -88,12 +108,16 @@ def _npz_bytes(doc):
     return buffer.getvalue()
 
 
-def write(directory):
-    """Write the vectors (JSON and ``.npz``) and both schemas into ``directory``; returns the paths."""
+def write(directory, version=_cases.VERSION):
+    """Write the vectors of ``version`` (JSON and ``.npz``) and both schemas into ``directory``;
+    returns the paths."""
+    if version not in _cases.VERSIONS:
+        raise ValueError(f"version must be one of {', '.join(_cases.VERSIONS)}; got {version!r}")
     out = pathlib.Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    doc = document()
-    paths = [out / f"{STEM}.json", out / f"{STEM}.npz"] + [out / s for s in SCHEMAS]
+    doc = document(version)
+    name = stem(version)
+    paths = [out / f"{name}.json", out / f"{name}.npz"] + [out / s for s in SCHEMAS]
     contents = [_json_bytes(doc), _npz_bytes(doc)] + [(HERE / s).read_bytes() for s in SCHEMAS]
     for path, data in zip(paths, contents, strict=True):
         tmp = path.with_name(path.name + ".tmp")
@@ -108,8 +132,40 @@ class InvalidFile(ValueError):
     """A vectors or results file that cannot be used; the message says which field and why."""
 
 
+class _NonFinite:
+    """A NaN or Infinity constant of a JSON file: kept as a marker so that the field (and its case)
+    can be named when it is refused."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
 def _reject_constant(name):
-    raise InvalidFile(f"{name} is not a finite number; JSON files here hold finite numbers only")
+    return _NonFinite(name)
+
+
+def _first_nonfinite(value, where):
+    """The path of the first NaN/Infinity marker (or infinite float) in ``value``, or None."""
+    if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+        return where
+    if isinstance(value, dict):
+        for k, v in value.items():
+            label = f"case {k!r}" if where == "results" else (f"{where}.{k}" if where else str(k))
+            found = _first_nonfinite(v, label)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            label = f"{where}[{i}]"
+            if isinstance(v, dict) and isinstance(v.get("id"), str):
+                label = f"case {v['id']!r}"
+            found = _first_nonfinite(v, label)
+            if found:
+                return found
+    return None
 
 
 def _unique(pairs):
@@ -133,13 +189,21 @@ def read_json(path):
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidFile(f"cannot read {path}: {exc}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique)
+        doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique)
     except json.JSONDecodeError as exc:
         raise InvalidFile(f"{path} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidFile(f"{path} nests arrays or objects too deeply to be a refmaml file") from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise InvalidFile(f"{path} holds a value that cannot be read: {exc}") from None
+    try:
+        where = _first_nonfinite(doc, "")
+    except RecursionError:
+        raise InvalidFile(f"{path} nests arrays or objects too deeply to be a refmaml file") from None
+    if where is not None:
+        raise InvalidFile(f"{where or 'the file'} is not a finite number (NaN or infinity); JSON files here "
+                          "hold finite numbers only")
+    return doc
 
 
 def _object(value, where, required, optional=()):
@@ -191,20 +255,38 @@ OUTPUTS = ("trajectory", "meta_loss", "meta_grad", "first_order_meta_grad", "inn
            "first_order_inner_lr_grad")
 
 
+def _network(record, where):
+    """The ``MLP`` a network case records (sizes, activation, loss), validated."""
+    from ..models import MLP
+
+    sizes = record["sizes"]
+    if not isinstance(sizes, list) or not 2 <= len(sizes) <= 16 or any(
+            isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 10000 for s in sizes):
+        raise InvalidFile(f"{where}.sizes must be a list of 2 to 16 integers in [1, 10000]; got {sizes!r}")
+    try:
+        return MLP(tuple(sizes), record["activation"], record["loss"])
+    except (TypeError, ValueError) as exc:
+        raise InvalidFile(f"{where}: {exc}") from None
+
+
 def _case(record, k):
     where = f"cases[{k}]"
-    _object(record, where, ("id", "model", "diagnostic", "note", "inputs", "outputs"))
+    network = isinstance(record, dict) and record.get("model") == "mlp"
+    _object(record, where, ("id", "model", "diagnostic", "note", "inputs", "outputs")
+            + (("sizes", "activation", "loss") if network else ()))
     cid = record["id"]
     if not isinstance(cid, str) or not cid or len(cid) > 200:
         raise InvalidFile(f"{where}.id must be a non-empty string")
     where = f"case {cid!r}"
     model = record["model"]
+    if network:
+        return _network_case(record, where, _network(record, where))
     if model not in _cases.MODELS:
-        raise InvalidFile(f"{where}: model must be one of {', '.join(_cases.MODELS)}; got {model!r}")
+        raise InvalidFile(f"{where}: model must be one of {', '.join(_cases.MODELS)} or mlp; got {model!r}")
     if not isinstance(record["diagnostic"], bool) or not isinstance(record["note"], str):
         raise InvalidFile(f"{where}: diagnostic must be true or false and note a string")
     inp = _object(record["inputs"], f"{where}.inputs", INPUTS)
-    theta = _array(inp["theta"], f"{where}.inputs.theta", (None,) if model == "logistic" else (None, None))
+    theta = _array(inp["theta"], f"{where}.inputs.theta", (None, None) if model == "softmax" else (None,))
     d, P = theta.shape[0], theta.shape
     Xs = _array(inp["Xs"], f"{where}.inputs.Xs", (None, None, d))
     T, n = Xs.shape[:2]
@@ -215,6 +297,9 @@ def _case(record, k):
     labels = {}
     for name, shape in (("ys", (T, n)), ("yq", (T, m))):
         y = _array(inp[name], f"{where}.inputs.{name}", shape, integer=model == "softmax")
+        if model == "linear":  # real targets
+            labels[name] = y
+            continue
         ok = np.isin(y, (0.0, 1.0)) if model == "logistic" else (y >= 0) & (y < P[-1])
         if P[-1] < 2 and model == "softmax" or not np.all(ok):
             raise InvalidFile(f"{where}.inputs.{name}: labels must be "
@@ -245,40 +330,114 @@ def _case(record, k):
     return case, outputs
 
 
+def _network_case(record, where, net):
+    if not isinstance(record["diagnostic"], bool) or not isinstance(record["note"], str):
+        raise InvalidFile(f"{where}: diagnostic must be true or false and note a string")
+    inp = _object(record["inputs"], f"{where}.inputs", INPUTS)
+    P, d, d_out = (net.size,), net.sizes[0], net.sizes[-1]
+    theta = _array(inp["theta"], f"{where}.inputs.theta", P)
+    Xs = _array(inp["Xs"], f"{where}.inputs.Xs", (None, None, d))
+    T, n = Xs.shape[:2]
+    Xq = _array(inp["Xq"], f"{where}.inputs.Xq", (T, None, d))
+    m = Xq.shape[1]
+    if min(T, n, m) < 1:
+        raise InvalidFile(f"{where}: every axis of Xs and Xq needs length >= 1")
+    labels = {}
+    for name, shape in (("ys", (T, n)), ("yq", (T, m))):
+        extra = (d_out,) if net.loss_name == "mse" and d_out > 1 else ()
+        y = _array(inp[name], f"{where}.inputs.{name}", shape + extra, integer=net.loss_name == "softmax")
+        if net.loss_name == "logistic" and not np.all(np.isin(y, (0.0, 1.0))) or \
+                net.loss_name == "softmax" and not np.all((y >= 0) & (y < d_out)):
+            raise InvalidFile(f"{where}.inputs.{name}: labels must be "
+                              + ("0 or 1" if net.loss_name == "logistic" else f"integers in [0, {d_out})"))
+        labels[name] = y
+    rate = inp["inner_lr"]
+    rate = _number(rate, f"{where}.inputs.inner_lr") if not isinstance(rate, list) \
+        else _array(rate, f"{where}.inputs.inner_lr", P)
+    K = inp["inner_steps"]
+    if isinstance(K, bool) or not isinstance(K, int) or not 0 <= K <= 1000:
+        raise InvalidFile(f"{where}.inputs.inner_steps must be an integer in [0, 1000]; got {K!r}")
+    l2 = _number(inp["l2"], f"{where}.inputs.l2")
+    if l2 < 0:
+        raise InvalidFile(f"{where}.inputs.l2 must be >= 0; got {l2}")
+    out = _object(record["outputs"], f"{where}.outputs", OUTPUTS)
+    rate_shape = () if isinstance(rate, float) else P
+    outputs = {
+        "trajectory": _array(out["trajectory"], f"{where}.outputs.trajectory", (K + 1, T) + P),
+        "meta_loss": _number(out["meta_loss"], f"{where}.outputs.meta_loss"),
+        "meta_grad": _array(out["meta_grad"], f"{where}.outputs.meta_grad", P),
+        "first_order_meta_grad": _array(out["first_order_meta_grad"], f"{where}.outputs.first_order_meta_grad", P),
+    }
+    for name in ("inner_lr_grad", "first_order_inner_lr_grad"):
+        outputs[name] = _array(out[name], f"{where}.outputs.{name}", rate_shape)
+    case = _cases.Case(record["id"], net, theta, Xs, labels["ys"], Xq, labels["yq"], rate, K, l2,
+                       record["diagnostic"], record["note"])
+    return case, outputs
+
+
 def load(path):
-    """Read and validate a vectors file; returns ``[(Case, outputs dict), ...]``."""
+    """Read and validate a vectors file (version 1 or 2); returns ``[(Case, outputs dict), ...]``."""
     doc = _object(read_json(path), "the file", ("format", "version", "generator", "conventions", "cases"))
     if doc["format"] != "refmaml-vectors":
         raise InvalidFile(f"format must be 'refmaml-vectors'; got {doc['format']!r}")
-    if doc["version"] != _cases.VERSION:
+    if doc["version"] not in _cases.VERSIONS:
         raise InvalidFile(f"vectors version {doc['version']!r}; "
-                          f"this refmaml reads version {_cases.VERSION!r}")
+                          f"this refmaml reads versions {', '.join(map(repr, _cases.VERSIONS))}")
     if not isinstance(doc["cases"], list) or not doc["cases"]:
         raise InvalidFile("cases must be a non-empty list")
     loaded = [_case(r, k) for k, r in enumerate(doc["cases"])]
+    if doc["version"] == "1" and any(not isinstance(c.model, str) or c.model not in _cases.MODELS[:2]
+                                     for c, _ in loaded):
+        raise InvalidFile("version 1 vectors hold logistic and softmax cases only")
     ids = [c.id for c, _ in loaded]
     if len(set(ids)) != len(ids):
         raise InvalidFile("case ids must be unique")
     return loaded
 
 
-def load_results(path):
-    """Read and validate a results file: ``(dtype, {case id: Answer})``, checked against this
-    version's cases (known ids, right shapes)."""
-    doc = _object(read_json(path), "the file", ("format", "vectors_version", "results"),
-                  ("dtype", "implementation"))
+def _options(value):
+    """A results file's ``options``: which of ``check()``'s options it answers."""
+    _object(value, "options", (), ("model", "steps", "l2", "lr_grad"))
+    for flag in ("l2", "lr_grad"):
+        if flag in value and not isinstance(value[flag], bool):
+            raise InvalidFile(f"options.{flag} must be true or false; got {value[flag]!r}")
+    networks = [_cases.network_name(m) for m in _cases.NETWORKS()]
+    if "model" in value and value["model"] not in ("logistic", "softmax", "both", "linear", *networks):
+        raise InvalidFile(f"options.model must be 'logistic', 'softmax', 'both', 'linear' or one of "
+                          f"{', '.join(networks)}; got {value['model']!r}")
+    if "steps" in value:
+        steps = value["steps"]
+        if not isinstance(steps, list) or not steps or any(
+                isinstance(k, bool) or k not in _cases.STEPS for k in steps):
+            raise InvalidFile(f"options.steps must be a non-empty list of step counts from {list(_cases.STEPS)}; "
+                              f"got {steps!r}")
+    return value
+
+
+def read_results(path):
+    """Read and validate a results file: ``(dtype, {case id: Answer}, options, vectors version)``,
+    checked against that version's cases (known ids, right shapes)."""
+    raw = read_json(path)
+    if isinstance(raw, dict) and raw.get("format") == "refmaml-vectors":
+        raise InvalidFile(f"{path}: this is a vectors file, not a results file; run your implementation on "
+                          "its cases and check a results file (results.schema.json)")
+    doc = _object(raw, "the file", ("format", "vectors_version", "results"), ("dtype", "implementation", "options"))
     if doc["format"] != "refmaml-results":
         raise InvalidFile(f"format must be 'refmaml-results'; got {doc['format']!r}")
-    if doc["vectors_version"] != _cases.VERSION:
-        raise InvalidFile(f"results are for vectors version {doc['vectors_version']!r}; "
-                          f"this refmaml checks version {_cases.VERSION!r}")
+    version = doc["vectors_version"]
+    if version not in _cases.VERSIONS:
+        raise InvalidFile(f"results are for vectors version {version!r}; "
+                          f"this refmaml checks versions {', '.join(map(repr, _cases.VERSIONS))}")
     dtype = doc.get("dtype", "float64")
     if dtype not in ("float64", "float32"):
         raise InvalidFile(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
+    options = _options(doc.get("options", {}))
+    if version == "1" and options.get("model", "both") not in ("logistic", "softmax", "both"):
+        raise InvalidFile(f"options.model {options['model']!r} needs vectors version 2")
     results = doc["results"]
     if not isinstance(results, dict) or not results:
         raise InvalidFile("results must be a non-empty object keyed by case id")
-    known = {c.id: c for c in _cases.all_cases()}
+    known = {c.id: c for c in _cases.all_cases(version)}
     produced = {}
     for cid, entry in results.items():
         if cid not in known:
@@ -292,4 +451,11 @@ def load_results(path):
         produced[cid] = answers.Answer(_number(entry["meta_loss"], f"{where}.meta_loss"),
                                        _array(entry["meta_grad"], f"{where}.meta_grad", case.theta.shape),
                                        rate_grad)
+    return dtype, produced, options, version
+
+
+def load_results(path):
+    """Read and validate a results file: ``(dtype, {case id: Answer})`` (:func:`read_results` without
+    the options and version)."""
+    dtype, produced, _, _ = read_results(path)
     return dtype, produced
