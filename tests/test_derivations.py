@@ -124,9 +124,6 @@ def test_exports():
 DISPLAY = re.compile(r"^( *)\$\$\n(.*?)^\1\$\$\n", re.M | re.S)
 LINK = re.compile(r"^ *(?:implemented in (?P<impl>.+?); )?tested in (?P<tests>.+)$")
 NAME = re.compile(r"`([^`]+)`")
-# derivations/oracle.md is kept by the oracle's maintainers; its labels are linked where a line is
-# present (and that line is then checked like any other), and not yet required.
-LINKS_OPTIONAL = {"oracle.md"}
 
 
 def link_lines():
@@ -159,8 +156,7 @@ def resolve(dotted):
 def test_every_labelled_equation_says_where_it_is_implemented_and_tested():
     lines = link_lines()
     assert set(lines) == {f"{p}{k}" for p, (_, ks) in defined().items() for k in ks}
-    missing = [f"({label}) in {name}" for label, (name, line) in lines.items()
-               if line is None and name not in LINKS_OPTIONAL]
+    missing = [f"({label}) in {name}" for label, (name, line) in lines.items() if line is None]
     assert not missing, "no 'implemented in ...; tested in ...' line under " + ", ".join(missing)
 
 
@@ -198,8 +194,6 @@ def test_every_display_is_labelled():
     (lines starting with ``>``) are not ours to number."""
     unlabelled = []
     for path in sorted((ROOT / "derivations").glob("*.md")):
-        if path.name in LINKS_OPTIONAL:
-            continue
         text = path.read_text(encoding="utf-8")
         for m in DISPLAY.finditer(text):
             if not TAG.search(m.group(2)):
