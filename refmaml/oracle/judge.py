@@ -310,29 +310,41 @@ HINTS = {  # what a failure confined to one kind of case points at, most specifi
 }
 
 
-def _unknown(results, loc):
+def _unknown(results, loc, tol):
     failing = [r for r in results if not r.passed]
     worst = sorted(failing, key=lambda r: -max(r.grad_error, r.loss_error))[:3]
     listing = "; ".join(f"{r.name}: loss {r.loss_error:.1e}, gradient {r.grad_error:.1e}"
                         + (f" ({r.failure})" if r.failure else "") for r in worst)
     parts = [f"they match none of the known bugs. Worst: {listing}."]
-    if loc["raised"]:
-        parts.append(f"fn raised on {len(loc['raised'])} cases ({_ids(loc['raised'])}).")
+    raised = [r for r in results if r.kind == "raised"]
+    if raised:
+        parts.append(f"fn raised on {len(raised)} cases ({_ids(loc['raised'])}).")
+        if len(raised) == len(failing):
+            parts.append("Every failing case raised: fix the exception first.")
+        if all("inner_steps>=1" not in r.conditions for r in raised):
+            parts.append("Every case that raised has K = 0 inner steps, where the meta-gradient is the query "
+                         "gradient at theta and the rate takes no part: an autograd call must accept an input "
+                         "the graph does not use (PyTorch: allow_unused=True, and a zero gradient for it).")
     only = [c for c in loc["failing_only_when"]
             if not (c == "inner_steps>=1" and "inner_steps>=2" in loc["failing_only_when"])]
     # the most specific first: the condition that holds for the fewest cases run
     for c in sorted(only, key=lambda c: sum(c in r.conditions for r in results)):
         parts.append(HINTS[c][0].upper() + HINTS[c][1:] + ".")
-    if loc["loss_agrees"] and not loc["grad_agrees"]:
-        parts.append("The meta-loss agrees on every case; only the meta-gradient differs: the forward pass "
-                     "is right, look at the backward pass (the reverse steps g <- g - alpha H_s(theta_k) g: "
-                     "their sign, the rate, the point each Hessian is taken at; maml.md (M6)).")
-    elif loc["loss_agrees"] and loc["grad_agrees"] and loc["lr_grad_agrees"] is False:
-        parts.append("The meta-loss and meta-gradient agree; only the rate gradient differs: it is "
-                     "-g_{k+1} * grad L_s(theta_k) summed over steps (variants.md (V3)-(V4)).")
-    elif not only and not loc["loss_agrees"]:
-        parts.append("Check the conventions first: mean over examples and over tasks, l2 on the support "
-                     "loss only, labels 0/1 (logistic) or class indices (softmax), theta of shape (d,) or (d, C).")
+    # what the cases that did not raise show (an exception is no evidence about the formulas)
+    answered = localize([r for r in results if r.kind != "raised"], tol=tol,
+                        lr_grad=loc["lr_grad_agrees"] is not None)
+    where = " that did not raise" if raised else ""
+    if len(raised) < len(failing):
+        if answered["loss_agrees"] and not answered["grad_agrees"]:
+            parts.append(f"The meta-loss agrees on every case{where}; only the meta-gradient differs: the forward "
+                         "pass is right, look at the backward pass (the reverse steps g <- g - alpha H_s(theta_k) g: "
+                         "their sign, the rate, the point each Hessian is taken at; maml.md (M6)).")
+        elif answered["loss_agrees"] and answered["grad_agrees"] and answered["lr_grad_agrees"] is False:
+            parts.append(f"The meta-loss and meta-gradient agree on every case{where}; only the rate gradient "
+                         "differs: it is -g_{k+1} * grad L_s(theta_k) summed over steps (variants.md (V3)-(V4)).")
+        elif not only and not answered["loss_agrees"]:
+            parts.append("Check the conventions first: mean over examples and over tasks, l2 on the support "
+                         "loss only, labels 0/1 (logistic) or class indices (softmax), theta of shape (d,) or (d, C).")
     return " ".join(parts)
 
 
@@ -354,7 +366,7 @@ def explain(diagnosis, results, tol, loc=None):
                 "(log(1 + exp(z)) = logaddexp(0, z); binary_cross_entropy_with_logits) and log-sum-exp "
                 "(log_softmax, cross_entropy on logits), never log(sigmoid(z)) or log(softmax(z)).")
     if diagnosis == "unknown":
-        return f"{head}, and {_unknown(results, loc)}"
+        return f"{head}, and {_unknown(results, loc, tol)}"
     what, cause, fix = MESSAGES[diagnosis]
     return f"{head}: {what}. Likely cause: {cause}. Fix: {fix}."
 

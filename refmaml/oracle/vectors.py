@@ -269,6 +269,31 @@ def _network(record, where):
         raise InvalidFile(f"{where}: {exc}") from None
 
 
+def _schedule_and_outputs(record, inp, where, P, T):
+    """The rate, the step count, l2 and the validated outputs of one case, for theta of shape ``P``."""
+    rate = inp["inner_lr"]
+    rate = _number(rate, f"{where}.inputs.inner_lr") if not isinstance(rate, list) \
+        else _array(rate, f"{where}.inputs.inner_lr", P)
+    K = inp["inner_steps"]
+    if isinstance(K, bool) or not isinstance(K, int) or not 0 <= K <= 1000:
+        raise InvalidFile(f"{where}.inputs.inner_steps must be an integer in [0, 1000]; got {K!r}")
+    l2 = _number(inp["l2"], f"{where}.inputs.l2")
+    if l2 < 0:
+        raise InvalidFile(f"{where}.inputs.l2 must be >= 0; got {l2}")
+    out = _object(record["outputs"], f"{where}.outputs", OUTPUTS)
+    rate_shape = () if isinstance(rate, float) else P
+    outputs = {
+        "trajectory": _array(out["trajectory"], f"{where}.outputs.trajectory", (K + 1, T) + P),
+        "meta_loss": _number(out["meta_loss"], f"{where}.outputs.meta_loss"),
+        "meta_grad": _array(out["meta_grad"], f"{where}.outputs.meta_grad", P),
+        "first_order_meta_grad": _array(out["first_order_meta_grad"],
+                                        f"{where}.outputs.first_order_meta_grad", P),
+    }
+    for name in ("inner_lr_grad", "first_order_inner_lr_grad"):
+        outputs[name] = _array(out[name], f"{where}.outputs.{name}", rate_shape)
+    return rate, K, l2, outputs
+
+
 def _case(record, k):
     where = f"cases[{k}]"
     network = isinstance(record, dict) and record.get("model") == "mlp"
@@ -305,26 +330,7 @@ def _case(record, k):
             raise InvalidFile(f"{where}.inputs.{name}: labels must be "
                               + ("0 or 1" if model == "logistic" else f"integers in [0, {P[-1]})"))
         labels[name] = y
-    rate = inp["inner_lr"]
-    rate = _number(rate, f"{where}.inputs.inner_lr") if not isinstance(rate, list) \
-        else _array(rate, f"{where}.inputs.inner_lr", P)
-    K = inp["inner_steps"]
-    if isinstance(K, bool) or not isinstance(K, int) or not 0 <= K <= 1000:
-        raise InvalidFile(f"{where}.inputs.inner_steps must be an integer in [0, 1000]; got {K!r}")
-    l2 = _number(inp["l2"], f"{where}.inputs.l2")
-    if l2 < 0:
-        raise InvalidFile(f"{where}.inputs.l2 must be >= 0; got {l2}")
-    out = _object(record["outputs"], f"{where}.outputs", OUTPUTS)
-    rate_shape = () if isinstance(rate, float) else P
-    outputs = {
-        "trajectory": _array(out["trajectory"], f"{where}.outputs.trajectory", (K + 1, T) + P),
-        "meta_loss": _number(out["meta_loss"], f"{where}.outputs.meta_loss"),
-        "meta_grad": _array(out["meta_grad"], f"{where}.outputs.meta_grad", P),
-        "first_order_meta_grad": _array(out["first_order_meta_grad"],
-                                        f"{where}.outputs.first_order_meta_grad", P),
-    }
-    for name in ("inner_lr_grad", "first_order_inner_lr_grad"):
-        outputs[name] = _array(out[name], f"{where}.outputs.{name}", rate_shape)
+    rate, K, l2, outputs = _schedule_and_outputs(record, inp, where, P, T)
     case = _cases.Case(cid, model, theta, Xs, labels["ys"], Xq, labels["yq"], rate, K, l2,
                        record["diagnostic"], record["note"])
     return case, outputs
@@ -351,25 +357,7 @@ def _network_case(record, where, net):
             raise InvalidFile(f"{where}.inputs.{name}: labels must be "
                               + ("0 or 1" if net.loss_name == "logistic" else f"integers in [0, {d_out})"))
         labels[name] = y
-    rate = inp["inner_lr"]
-    rate = _number(rate, f"{where}.inputs.inner_lr") if not isinstance(rate, list) \
-        else _array(rate, f"{where}.inputs.inner_lr", P)
-    K = inp["inner_steps"]
-    if isinstance(K, bool) or not isinstance(K, int) or not 0 <= K <= 1000:
-        raise InvalidFile(f"{where}.inputs.inner_steps must be an integer in [0, 1000]; got {K!r}")
-    l2 = _number(inp["l2"], f"{where}.inputs.l2")
-    if l2 < 0:
-        raise InvalidFile(f"{where}.inputs.l2 must be >= 0; got {l2}")
-    out = _object(record["outputs"], f"{where}.outputs", OUTPUTS)
-    rate_shape = () if isinstance(rate, float) else P
-    outputs = {
-        "trajectory": _array(out["trajectory"], f"{where}.outputs.trajectory", (K + 1, T) + P),
-        "meta_loss": _number(out["meta_loss"], f"{where}.outputs.meta_loss"),
-        "meta_grad": _array(out["meta_grad"], f"{where}.outputs.meta_grad", P),
-        "first_order_meta_grad": _array(out["first_order_meta_grad"], f"{where}.outputs.first_order_meta_grad", P),
-    }
-    for name in ("inner_lr_grad", "first_order_inner_lr_grad"):
-        outputs[name] = _array(out[name], f"{where}.outputs.{name}", rate_shape)
+    rate, K, l2, outputs = _schedule_and_outputs(record, inp, where, P, T)
     case = _cases.Case(record["id"], net, theta, Xs, labels["ys"], Xq, labels["yq"], rate, K, l2,
                        record["diagnostic"], record["note"])
     return case, outputs
