@@ -1,10 +1,12 @@
 """A real `refmaml train` process killed once its checkpoint shows progress (tests only)."""
 
+import dataclasses
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from refmaml import train
@@ -30,3 +32,13 @@ def kill_when_saved(args, path, at_least, log, timeout=120):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     return train.load(path)
+
+
+def assert_resumes_exactly(path, killed, more):
+    """Resuming ``path`` (holding ``killed``) for ``more`` iterations gives the uninterrupted run's
+    parameters, losses and curve bit for bit."""
+    target = dataclasses.replace(killed.config, iterations=killed.iteration + more)
+    resumed = train.train(target, resume=path)
+    straight = train.train(target)
+    assert np.array_equal(resumed.params["theta"], straight.params["theta"])
+    assert resumed.losses == straight.losses and resumed.curve == straight.curve

@@ -3,12 +3,11 @@ says where, refuses fewer iterations than the file holds, and survives a kill as
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from refmaml import cli, train
 
-from .processes import kill_when_saved
+from .processes import assert_resumes_exactly, kill_when_saved
 
 ARGS = ["--family", "synthetic-binary", "--method", "fomaml", "--inner-steps", "2", "--meta-batch", "4",
         "--support", "6", "--query", "5", "--eval-every", "10", "--curve-tasks", "3", "--eval-tasks", "5",
@@ -57,9 +56,5 @@ def test_a_resumed_process_killed_mid_way_leaves_a_checkpoint_that_resumes_exact
     killed = kill_when_saved(["--resume", str(path), "--iterations", "1000000", "--checkpoint-every", "7", "--quiet",
                               "--out", str(tmp_path / "out2")], path, 80, log)
     assert 80 <= killed.iteration < 1000000
-    target = dataclasses.replace(killed.config, iterations=killed.iteration + 10)
-    resumed = train.train(target, resume=path)
-    straight = train.train(target)
-    assert np.array_equal(resumed.params["theta"], straight.params["theta"])
-    assert resumed.losses == straight.losses and resumed.curve == straight.curve
+    assert_resumes_exactly(path, killed, 10)
     assert f"checkpoints: {path}" in log.read_text()  # the resumed run said where it writes

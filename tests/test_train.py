@@ -12,7 +12,7 @@ import refmaml
 from refmaml import adam, checkpoint, check, tasks, train
 
 from .conftest import _gpu_available
-from .processes import kill_when_saved
+from .processes import assert_resumes_exactly, kill_when_saved
 from refmaml.models import logistic
 
 SMALL = dict(family="synthetic-binary", iterations=40, meta_batch=4, support=6, query=5, inner_steps=2,
@@ -298,11 +298,7 @@ def test_a_training_process_killed_mid_way_leaves_a_checkpoint_that_resumes_exac
             "--out", str(tmp_path / "out")]
     killed = kill_when_saved(args, path, 60, tmp_path / "stderr.txt")
     assert 60 <= killed.iteration < 1000000
-    target = dataclasses.replace(killed.config, iterations=killed.iteration + 20)
-    resumed = train.train(target, resume=path)
-    straight = train.train(target)
-    assert np.array_equal(resumed.params["theta"], straight.params["theta"])
-    assert resumed.losses == straight.losses and resumed.curve == straight.curve
+    assert_resumes_exactly(path, killed, 20)
     leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
     assert len(leftovers) <= 1  # at most the one write the kill interrupted
 
