@@ -141,8 +141,7 @@ class Perceptron:
             dtype = np.result_type(*(a.dtype for item in items for a in item))
             out = np.empty((T, self.size), dtype=dtype)
             for (w, b, size, fan_in), (A, B, a) in zip(self.layers, items, strict=True):
-                weight = out[:, w:b].view()
-                weight.shape = (T, size, fan_in)  # a view, or an error: never a silent copy
+                weight = out[:, w:b].reshape(T, size, fan_in)  # splits one axis: always a view
                 np.matmul(np.swapaxes(A, -1, -2), B, out=weight)
                 np.sum(a, axis=-2, out=out[:, b:b + size])
             return out
