@@ -63,19 +63,27 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
     Z0 = Xs @ theta0       # (T, n, C)   X_s theta_0
     U0 = Xq @ theta0       # (T, m, C)   X_q theta_0
 
-    # forward (G2)-(G3): theta_k = c_k theta_0 + A X_s^T Gamma_k, logits Z_k = c_k Z_0 + G Gamma_k
-    Gam, c = xp.zeros_like(Z0), 1.0
+    # forward (G2)-(G3): theta_k = c_k theta_0 + A X_s^T Gamma_k, logits Z_k = c_k Z_0 + G Gamma_k.
+    # Gamma_0 = 0 and E_K = 0 are kept as None, and c_k = xi_k = 1 as the Python number 1.0 while
+    # no step decays (delta = 1): the products with them are skipped, not computed.
+    decay = kind == "scalar" and p.l2 != 0
+    Gam, c = None, _ONE
     states, residuals, path, steps = [], [], [], []
     for k in range(K):
-        R, state = head.residual(net.from_matrix(c * Z0 + G @ Gam), p.ys)
+        Z = _scaled(c, Z0) if Gam is None else _scaled(c, Z0) + G @ Gam
+        R, state = head.residual(net.from_matrix(Z), p.ys)
         R = net.as_matrix(R) / n                                # R_k = r_k / n
-        s_k, delta = (1.0, 1.0) if kind == "feature" else _scalar_step(p, k)
+        s_k, delta = _step(p, k, kind, decay)
         states.append(state)
         residuals.append(R)
-        path.append((Gam, c))
         steps.append((s_k, delta))
-        Gam, c = delta * Gam - s_k * R, delta * c
-    Zq = c * U0 + M @ Gam
+        path.append((xp.zeros_like(Z0) if Gam is None else Gam, c))
+        step = s_k * R
+        Gam = -step if Gam is None else _scaled(delta, Gam) - step
+        c = _scaled(delta, c)
+    Zq = _scaled(c, U0) if Gam is None else _scaled(c, U0) + M @ Gam
+    if Gam is None:
+        Gam = xp.zeros_like(Z0)
     if record is not None:
         record.update(G=G, M=M, Z0=Z0, U0=U0, forward=path + [(Gam, c)], reverse=[])
     losses = head.value(net.from_matrix(Zq), p.yq)
@@ -84,21 +92,27 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
     MtB = xp.matrix_transpose(M) @ B   # (T, n, C)
 
     # reverse (G4): g_k = xi_k X_q^T B + X_s^T E_k; first order keeps g_K (xi = 1, E = 0)
-    E, xi = xp.zeros_like(Z0), 1.0
+    E, xi = None, _ONE
     terms, S = [], None
     for k in reversed(range(K) if lr_grad or not first_order else ()):
         s_k, delta = steps[k]
-        V = MtB if first_order else xi * MtB + G @ E         # X_s A g_{k+1}
+        if first_order or E is None:
+            V = _scaled(xi, MtB)                                 # X_s A g_{k+1}
+        else:
+            V = _scaled(xi, MtB) + G @ E
+        E_k = xp.zeros_like(Z0) if E is None else E
         if lr_grad and kind == "scalar":
-            terms.append(_scalar_rate_term(p, V, E, xi, residuals[k], path[k], Z0, B, U0))
-        if lr_grad and kind == "feature" and not first_order:
+            terms.append(_scalar_rate_term(p, V, E_k, xi, residuals[k], path[k], Z0, B, U0))
+        if lr_grad and kind == "feature" and not first_order and E is not None:
             S = _accumulate(xp, S, E, residuals[k])
         if not first_order:
-            curv = net.as_matrix(head.curvature(states[k], net.from_matrix(V)))
-            E, xi = delta * E - (s_k / n) * curv, delta * xi
+            curv = (s_k / n) * net.as_matrix(head.curvature(states[k], net.from_matrix(V)))
+            E = -curv if E is None else _scaled(delta, E) - curv
+            xi = _scaled(delta, xi)
             if record is not None:
                 record["reverse"].append((k, E, xi))
-    g = net.from_matrix(xi * (xp.matrix_transpose(Xq) @ net.as_matrix(Rq)) / m + XsT @ E)   # (G6)
+    g = _scaled(xi, xp.matrix_transpose(Xq) @ net.as_matrix(Rq)) / m               # (G6)
+    g = net.from_matrix(g if E is None else g + XsT @ E)
     if not lr_grad:
         return losses, g, None
     if kind == "scalar":
@@ -106,10 +120,22 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
     return losses, g, _feature_rate_gradient(p, residuals, B, S, Xs, Xq)
 
 
-def _scalar_step(p, k):
-    """``(alpha_k, 1 - l2 alpha_k)`` for a rate that is one number per step."""
+def _step(p, k, kind, decay):
+    """``(alpha_k, 1 - l2 alpha_k)`` for a rate that is one number per step, ``alpha_k`` 0-d; the
+    decay is the Python number 1.0 where it is 1 (``l2 = 0``), and both are 1.0 for per-feature
+    rates (``A`` holds them, (G5))."""
+    if kind == "feature":
+        return _ONE, _ONE
     a = p.xp.reshape(p.step_rate(k), ())
-    return a, 1 - p.l2 * a
+    return a, (1 - p.l2 * a) if decay else _ONE
+
+
+def _scaled(c, a):
+    """``c * a``, or ``a`` itself where ``c`` is the Python number 1.0 (no decay so far)."""
+    return a if c is _ONE else c * a
+
+
+_ONE = 1.0
 
 
 def _accumulate(xp, S, E, R):

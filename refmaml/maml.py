@@ -31,6 +31,10 @@ def inner_loop(p, keep=()):
     xp = p.xp
     theta = xp.broadcast_to(p.theta, (p.Xs.shape[0],) + tuple(p.theta.shape))
     kept = {name: [] for name in keep}
+    # theta_k for k >= 1 is this loop's own array; it is updated in place unless something keeps it:
+    # the iterates, or the states of a network whose cache holds views of its weights (a linear
+    # network's state holds only output-space arrays). theta_0 is the caller's (broadcast) array.
+    in_place = "iterates" not in kept and ("states" not in kept or p.model.linear)
     if "iterates" in kept:
         kept["iterates"].append(theta)
     for k in range(p.steps):
@@ -41,7 +45,10 @@ def inner_loop(p, keep=()):
         else:  # g is the model's fresh array and nothing else holds it: scale it in place
             g *= p.step_rate(k)
             step = g
-        theta = theta - step
+        if k == 0 or not in_place:
+            theta = theta - step
+        else:
+            theta -= step
         for name, value in (("iterates", theta), ("states", state)):
             if name in kept:
                 kept[name].append(value)

@@ -22,9 +22,15 @@ from . import dual
 FORMS = ("auto", "primal", "dual")
 
 # The primal form's products are matrix-vector products (memory-bound); the dual form's are small
-# matrix-matrix products. Measured on the benchmark machine (benchmarks/README.md), a flop of the
-# former takes about three times as long as one of the latter; "auto" weighs them so (G8).
-PRIMAL_WEIGHT = 3.0
+# matrix-matrix products. Measured on the benchmark machine (benchmarks/README.md, "Choosing the
+# form"), a flop of the former takes about 2.5 times as long as one of the latter; "auto" weighs
+# them so (G8). Where one task's Gram product X_s X_s^T has more than GRAM_THREADED multiply-adds
+# (n n d), OpenBLAS runs it on all cores instead of its one-core small-matrix kernel, and the Gram
+# flops (2 n^2 d + 2 m n d) count GRAM_SPEEDUP times less (measured there: 35 GFLOP/s below,
+# 80 GFLOP/s above on 2 cores).
+PRIMAL_WEIGHT = 2.5
+GRAM_THREADED = 1e6
+GRAM_SPEEDUP = 2.3
 
 # A NumPy call with at least this many floating-point operations (G8) runs its tasks in groups,
 # one thread per core: stacked matrix products per task run on one core in OpenBLAS, and threads
@@ -57,10 +63,24 @@ def costs(p, *, lr_grad=False):
     return primal, cost
 
 
+def weighted_costs(p, *, lr_grad=False):
+    """The two forms' operation counts (:func:`costs`) as :func:`plan` compares them: the primal
+    form's times :data:`PRIMAL_WEIGHT`, the dual form's with its Gram flops divided by
+    :data:`GRAM_SPEEDUP` where OpenBLAS threads the Gram product (:data:`GRAM_THREADED`)."""
+    primal, cost = costs(p, lr_grad=lr_grad)
+    if cost is None:
+        return PRIMAL_WEIGHT * primal, None
+    T, n, d = p.Xs.shape
+    m = p.Xq.shape[1]
+    if n * n * d > GRAM_THREADED:
+        cost -= (1 - 1 / GRAM_SPEEDUP) * (2 * n * n * d + 2 * m * n * d)
+    return PRIMAL_WEIGHT * primal, cost
+
+
 def plan(p, form, *, lr_grad=False):
     """``(chosen, work)``: ``"primal"`` or ``"dual"`` for ``form`` in :data:`FORMS`, ``"auto"`` taking
-    the cheaper by (G8) with the primal form's flops weighted by :data:`PRIMAL_WEIGHT`; and the
-    operations of the whole call in that form, for :func:`by_task_groups`."""
+    the cheaper by (G8) as :func:`weighted_costs` weighs them; and the operations of the whole call
+    in that form, for :func:`by_task_groups`."""
     if form == "dual" and not p.model.linear:
         raise ValueError(f"form='dual' needs a linear network (z = X theta); the model {p.model.name!r} "
                          "has a nonlinear one: use form='primal' or 'auto' (derivations/dual.md (G1))")
@@ -71,7 +91,8 @@ def plan(p, form, *, lr_grad=False):
             "all steps and classes with l2=0 (derivations/dual.md (G5)); these rates have shape "
             f"{tuple(p.rate.shape)} with l2={p.l2}: use form='primal' or 'auto'")
     if form == "auto":
-        form = "dual" if cost is not None and cost < PRIMAL_WEIGHT * primal else "primal"
+        weighted_primal, weighted_dual = weighted_costs(p, lr_grad=lr_grad)
+        form = "dual" if weighted_dual is not None and weighted_dual < weighted_primal else "primal"
     return form, p.tasks * (cost if form == "dual" else primal)
 
 
