@@ -67,6 +67,7 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
     # Gamma_0 = 0 and E_K = 0 are kept as None, and c_k = xi_k = 1 as the Python number 1.0 while
     # no step decays (delta = 1): the products with them are skipped, not computed.
     decay = kind == "scalar" and p.l2 != 0
+    keep_path = lr_grad or record is not None   # Gamma_k read again after the loop
     Gam, c = None, _ONE
     states, residuals, path, steps = [], [], [], []
     for k in range(K):
@@ -79,7 +80,12 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
         steps.append((s_k, delta))
         path.append((xp.zeros_like(Z0) if Gam is None else Gam, c))
         step = s_k * R
-        Gam = -step if Gam is None else _scaled(delta, Gam) - step
+        if Gam is None:
+            Gam = -step
+        elif keep_path or delta is not _ONE:
+            Gam = _scaled(delta, Gam) - step
+        else:
+            Gam -= step   # this loop's own array, held by nothing else
         c = _scaled(delta, c)
     Zq = _scaled(c, U0) if Gam is None else _scaled(c, U0) + M @ Gam
     if Gam is None:
@@ -100,14 +106,19 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
             V = _scaled(xi, MtB)                                 # X_s A g_{k+1}
         else:
             V = _scaled(xi, MtB) + G @ E
-        E_k = xp.zeros_like(Z0) if E is None else E
         if lr_grad and kind == "scalar":
+            E_k = xp.zeros_like(Z0) if E is None else E
             terms.append(_scalar_rate_term(p, V, E_k, xi, residuals[k], path[k], Z0, B, U0))
         if lr_grad and kind == "feature" and not first_order and E is not None:
             S = _accumulate(xp, S, E, residuals[k])
         if not first_order:
             curv = (s_k / n) * net.as_matrix(head.curvature(states[k], net.from_matrix(V)))
-            E = -curv if E is None else _scaled(delta, E) - curv
+            if E is None:
+                E = -curv
+            elif record is not None or delta is not _ONE:
+                E = _scaled(delta, E) - curv
+            else:
+                E -= curv     # this loop's own array, held by nothing else
             xi = _scaled(delta, xi)
             if record is not None:
                 record["reverse"].append((k, E, xi))

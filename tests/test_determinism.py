@@ -124,3 +124,37 @@ def test_threads_share_the_task_groups_pool():
         got = list(pool.map(lambda p: refmaml.meta_value_and_grad(*p, **kw), problems))
     for g, w in zip(got, want, strict=True):
         assert np.array_equal(g[1], w[1]) and float(g[0]) == float(w[0])
+
+
+# every form, l2 and rate layout the form takes (the dual form: per-feature rates with l2 = 0 (G5))
+SAME_BITS = [(form, l2, rates) for form in ("primal", "dual") for l2 in (0.0, 0.1)
+             for rates in ("scalar", "per step", "per feature")
+             if not (form == "dual" and rates == "per feature" and l2)]
+
+
+@pytest.mark.parametrize("model", ["logistic", "softmax", "linear"])
+@pytest.mark.parametrize("form, l2, rates", SAME_BITS)
+@pytest.mark.parametrize("kind", ["float64", "complex128"])
+def test_numpy_and_the_array_api_path_give_the_same_bits(model, form, l2, rates, kind):
+    """NumPy calls take the fast validation path, in-place updates and (for float64) the
+    ``Gamma_0 = 0``, decay-1 shortcuts of the dual form; array-api-strict takes the general path
+    through the array API alone. Both run the same operations in the same order, so the loss, the
+    meta-gradient and the rate gradient agree to the bit, real inputs and the complex ones of the
+    complex step alike (tolerance 0: any difference is a second formula somewhere)."""
+    strict = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(7)
+    theta, Xs, ys, Xq, yq = _problem("softmax" if model == "softmax" else "logistic", rng=rng)
+    if model == "linear":
+        ys, yq = rng.standard_normal(ys.shape), rng.standard_normal(yq.shape)
+    K = 3
+    rate = {"scalar": 0.3, "per step": np.array([0.3, 0.2, 0.25]).reshape((K,) + (1,) * theta.ndim),
+            "per feature": 0.2 + 0.1 * rng.random(theta.shape[:1] + (1,) * (theta.ndim - 1))}[rates]
+    if kind == "complex128":
+        theta = theta + 1e-20j * rng.standard_normal(theta.shape)
+    kw = dict(inner_steps=K, model=model, l2=l2, form=form, reduction="none",
+              lr_grad=rates != "scalar")
+    on_numpy = refmaml.meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=rate, **kw)
+    s = lambda a: a if isinstance(a, float) else strict.asarray(a)
+    on_strict = refmaml.meta_value_and_grad(s(theta), s(Xs), s(ys), s(Xq), s(yq), inner_lr=s(rate), **kw)
+    for a, b in zip(on_numpy, on_strict, strict=True):
+        assert np.array_equal(a, np.asarray(b)), np.max(np.abs(a - np.asarray(b)))
