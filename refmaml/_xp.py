@@ -16,6 +16,8 @@ import numbers
 import array_api_compat
 import numpy as np
 
+from . import _threads
+
 _SUPPORTED = ("numpy", "cupy", "array_api_strict")
 
 
@@ -159,10 +161,20 @@ def numpy_finite(*arrays):
     (magnitudes above about 1e154) the entries are tested one by one. BLAS raises no
     floating-point warnings, so nothing needs silencing.
     """
-    for a in arrays:
-        if not math.isfinite(np.vdot(a, a)) and not np.isfinite(a).all():
-            return False
-    return True
+    large = [a for a in arrays if a.size >= PAIRED_CHECK]
+    if len(large) >= 2 and _threads.CORES >= 2:  # the two largest in two threads (one BLAS thread each)
+        large.sort(key=lambda a: a.size)
+        rest = [a for a in arrays if a is not large[-1] and a is not large[-2]]
+        first, second = _threads.both(lambda: _finite(large[-1]), lambda: _finite(large[-2]))
+        return first and second and all(_finite(a) for a in rest)
+    return all(_finite(a) for a in arrays)
+
+
+PAIRED_CHECK = 5e5  # elements: below, a thread costs more than half a pass over the array
+
+
+def _finite(a):
+    return math.isfinite(np.vdot(a, a)) or bool(np.isfinite(a).all())
 
 
 def to_numpy(x):

@@ -17,7 +17,7 @@ example, the network's ``as_matrix``): coefficients ``(T, n, C)``, outputs
 
 from array_api_compat import device
 
-from . import _xp
+from . import _threads, _xp
 
 
 def rate_kind(p):
@@ -38,13 +38,17 @@ def rate_kind(p):
     return "feature"
 
 
-def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
+def value_and_grad(p, *, first_order=False, lr_grad=False, record=None, pairs=False):
     """Per-task query losses ``(T,)``, meta-gradients ``(T,) + P`` and, with ``lr_grad``, rate
     gradients ``(T,) + inner_lr.shape``, by the dual form (G1)-(G7).
 
     ``record``, a dict, receives the Gram blocks ``G``, ``M`` (G3), (G5), ``Z0``, ``U0``, the
     forward coefficients ``forward = [(Gamma_k, c_k), ...]`` (G2) and the reverse ones ``reverse =
     [(k, E_k, xi_k), ...]`` (G4), in matrix form (a trailing output axis), for ``refmaml explain``.
+
+    ``pairs``: compute the two products of each independent pair with the data (``G`` and ``M``,
+    ``Z_0`` and ``U_0``, the two terms of (G6)) in two threads (:func:`refmaml._threads.both`); each
+    product is the one computed without it, so the result is the same to the bit.
     """
     xp, net, head = p.xp, p.model.network, p.model.head
     kind = rate_kind(p)
@@ -58,10 +62,11 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
         XsA, XqA = Xs * alpha, Xq * alpha
     else:
         XsA, XqA = Xs, Xq
-    G = XsA @ XsT          # (T, n, n)   X_s A X_s^T   (G3), (G5)
-    M = XqA @ XsT          # (T, m, n)   X_q A X_s^T
-    Z0 = Xs @ theta0       # (T, n, C)   X_s theta_0
-    U0 = Xq @ theta0       # (T, m, C)   X_q theta_0
+    together = _threads.both if pairs else _one_then_other
+    M, G = together(lambda: XqA @ XsT,    # (T, m, n)   X_q A X_s^T
+                    lambda: XsA @ XsT)    # (T, n, n)   X_s A X_s^T   (G3), (G5)
+    U0, Z0 = together(lambda: Xq @ theta0,   # (T, m, C)   X_q theta_0
+                      lambda: Xs @ theta0)   # (T, n, C)   X_s theta_0
 
     # forward (G2)-(G3): theta_k = c_k theta_0 + A X_s^T Gamma_k, logits Z_k = c_k Z_0 + G Gamma_k.
     # Gamma_0 = 0 and E_K = 0 are kept as None, and c_k = xi_k = 1 as the Python number 1.0 while
@@ -122,8 +127,13 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None):
             xi = _scaled(delta, xi)
             if record is not None:
                 record["reverse"].append((k, E, xi))
-    g = _scaled(xi, xp.matrix_transpose(Xq) @ net.as_matrix(Rq)) / m               # (G6)
-    g = net.from_matrix(g if E is None else g + XsT @ E)
+    XqT = xp.matrix_transpose(Xq)
+    if E is None:
+        g = _scaled(xi, XqT @ net.as_matrix(Rq)) / m                                  # (G6)
+    else:
+        query, support = together(lambda: XqT @ net.as_matrix(Rq), lambda: XsT @ E)
+        g = _scaled(xi, query) / m + support
+    g = net.from_matrix(g)
     if not lr_grad:
         return losses, g, None
     if kind == "scalar":
@@ -139,6 +149,11 @@ def _step(p, k, kind, decay):
         return _ONE, _ONE
     a = p.xp.reshape(p.step_rate(k), ())
     return a, (1 - p.l2 * a) if decay else _ONE
+
+
+def _one_then_other(f, g):
+    """``(f(), g())`` in this thread."""
+    return f(), g()
 
 
 def _scaled(c, a):

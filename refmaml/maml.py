@@ -176,16 +176,18 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     problem.flag(lr_grad, "lr_grad")
     reduction = _validate.choice(reduction, "reduction", REDUCTIONS)
     form = _validate.choice(form, "form", policy.FORMS)
-    p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr,
-                     inner_steps=inner_steps)
+    with policy.validating(Xs, Xq):
+        p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr,
+                         inner_steps=inner_steps)
     chosen, work = policy.plan(p, form, lr_grad=lr_grad)
-    compute = dual.value_and_grad if chosen == "dual" else primal
 
-    def run(part):
+    def run(part, pairs):
         with _xp.quiet_overflow():
-            return compute(part, first_order=first_order, lr_grad=lr_grad)
+            if chosen == "dual":
+                return dual.value_and_grad(part, first_order=first_order, lr_grad=lr_grad, pairs=pairs)
+            return primal(part, first_order=first_order, lr_grad=lr_grad)
 
-    losses, g, rates = policy.by_task_groups(p, run, work)
+    losses, g, rates = policy.share(p, run, *policy.sharing(p, chosen, work))
     check_overflow(p, "the adapted parameters or the query loss", losses, g)
     out = (_reduce(p, reduction, losses), _reduce(p, reduction, g))
     return out + (_reduce(p, reduction, rates),) if lr_grad else out

@@ -7,17 +7,24 @@ What is decided here, and how:
 * the form (``form="auto"``): the cheaper of the primal and the dual form by the operation counts
   of ``derivations/dual.md`` (G8), the primal form's memory-bound matrix-vector flops weighted by
   :data:`PRIMAL_WEIGHT`; the dual form only where the network is linear and the rates allow it (G5);
-* task groups: on NumPy, a call of at least :data:`THREAD_FLOPS` operations runs its tasks in
-  groups, one thread per core (stacked matrix products run one task at a time on one core).
+* how a NumPy call shares the cores (:func:`sharing`): the dual form runs its pairs of
+  independent products with the data (``G`` and ``M``, ``Z_0`` and ``U_0``, the two terms of
+  (G6)) in two threads where its Gram products are many small ones (:data:`PAIR_FLOPS`); other
+  calls run their tasks in groups, one thread per core (stacked matrix products run one task at a
+  time on one core), from :data:`THREAD_FLOPS` operations where the BLAS library can be held to
+  one thread for the call (:func:`refmaml._threads.one_blas_thread`), from
+  :data:`UNHELD_THREAD_FLOPS` where it cannot. It can be held where every product of the call is
+  one that OpenBLAS computes with the same bits on one thread or several: matrix-vector products
+  (OpenBLAS shares out their rows, each row's sum is the same) and matrix products within its
+  one-core small-matrix kernel (at most :data:`GRAM_THREADED` multiply-adds per task).
 """
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
 
 import array_api_compat
+import numpy as np
 
-from . import dual
+from . import _threads, dual
 
 FORMS = ("auto", "primal", "dual")
 
@@ -36,7 +43,15 @@ GRAM_SPEEDUP = 2.3
 # one thread per core: stacked matrix products per task run on one core in OpenBLAS, and threads
 # that each take a share of the tasks use the others. Measured on 2 cores (benchmarks/README.md,
 # "Thread use"): 1.3 to 2x faster from about 1.5e8 flops up, no gain or a loss below.
-THREAD_FLOPS = 1.5e8
+THREAD_FLOPS = 5e7
+UNHELD_THREAD_FLOPS = 1.5e8
+
+# A dual-form NumPy call whose Gram products (2 n^2 d + 2 m n d per task) come to at least
+# PAIR_FLOPS, each task's within OpenBLAS's one-core small-matrix kernel (n n d at most
+# GRAM_THREADED), computes its two products of each pair in two threads (benchmarks/README.md,
+# "Thread use": 3.7 -> 2.9 ms at (32, 25, 25, 784, 5)).
+PAIR_FLOPS = 3e7
+HOLD_ELEMENTS = 1e6
 MAX_THREADS = 8  # measured with 2; more threads contend for the GIL between short operations
 
 
@@ -101,31 +116,63 @@ def choose(p, form, *, lr_grad=False):
     return plan(p, form, lr_grad=lr_grad)[0]
 
 
-def by_task_groups(p, run, work):
-    """``run(p)``, or on NumPy for calls of at least :data:`THREAD_FLOPS` operations (``work``)
-    ``run`` on groups of tasks in threads, the per-task results joined in task order. Every task is
-    computed exactly as in one call, so the result is bit for bit the same."""
+def sharing(p, form, work):
+    """``(mode, hold)``: how the call shares the cores, ``"pairs"``, ``"groups"`` or None (one
+    thread), and whether it holds the BLAS library to one thread; from the problem's shapes and the
+    form alone, never from the number of cores. NumPy calls of two tasks or more."""
+    if p.tasks < 2 or not array_api_compat.is_numpy_namespace(p.xp):
+        return None, False
+    T, n, d = p.Xs.shape
+    m = p.Xq.shape[1]
+    net = p.model.network
+    outputs = net.outputs(tuple(p.theta.shape)) if p.model.linear else None
+    C = (outputs[0] if outputs else 1) if p.model.linear else None
+    if form == "dual":
+        small = max(n, m) * n * d <= GRAM_THREADED
+        if small and T * (2 * n * n * d + 2 * m * n * d) >= PAIR_FLOPS:
+            return "pairs", True
+    else:
+        small = p.model.linear and (C == 1 or max(n, m) * d * C <= GRAM_THREADED)
+    if small and work >= THREAD_FLOPS:
+        return "groups", True
+    if form == "dual":  # large Gram products: OpenBLAS threads them better than task groups do
+        return None, False
+    return ("groups" if work >= UNHELD_THREAD_FLOPS else None), False
+
+
+def validating(Xs, Xq):
+    """A context for validating a call's inputs: the BLAS library held to one thread where ``Xs``
+    and ``Xq`` are NumPy arrays of at least :data:`HOLD_ELEMENTS` elements together. Validation
+    only reads flags from BLAS (finiteness), so no result depends on it; holding it keeps OpenBLAS's
+    threads from waking and then spinning through the call that follows (:mod:`refmaml._threads`).
+    Not where the Gram products are large enough for OpenBLAS to thread them (:data:`GRAM_THREADED`):
+    those calls do not hold BLAS (:func:`sharing`), and a held validation would only be slower."""
+    if type(Xs) is np.ndarray and type(Xq) is np.ndarray and Xs.size + Xq.size >= HOLD_ELEMENTS \
+            and Xs.ndim >= 2 and Xq.ndim >= 2 and Xs.shape[-1] == Xq.shape[-1] \
+            and max(Xs.shape[-2], Xq.shape[-2]) * Xs.shape[-2] * Xs.shape[-1] <= GRAM_THREADED:
+        return _threads.one_blas_thread()
+    return contextlib.nullcontext()
+
+
+def share(p, run, mode, hold):
+    """``run(p, pairs)`` as :func:`sharing` says, with the BLAS library held to one thread where
+    ``hold``."""
+    with _threads.one_blas_thread() if hold else contextlib.nullcontext():
+        if mode == "groups":
+            return by_task_groups(p, lambda part: run(part, False))
+        return run(p, mode == "pairs")
+
+
+def by_task_groups(p, run):
+    """``run`` on groups of tasks in threads, one per core, the per-task results joined in task
+    order. Every task is computed exactly as in one call, so the result is bit for bit the same."""
     xp = p.xp
     T = p.tasks
-    workers = min(os.cpu_count() or 1, MAX_THREADS, T)
-    if workers < 2 or work < THREAD_FLOPS or not array_api_compat.is_numpy_namespace(xp):
+    workers = min(_threads.CORES, T)
+    if workers < 2:
         return run(p)
     edges = [T * k // workers for k in range(workers + 1)]
     parts = [p.task_slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    others = [_pool().submit(run, part) for part in parts[1:]]
+    others = [_threads.pool().submit(run, part) for part in parts[1:]]
     results = [run(parts[0])] + [f.result() for f in others]
     return tuple(None if r[0] is None else xp.concat(r, axis=0) for r in zip(*results, strict=True))
-
-
-_POOL = []
-_POOL_LOCK = threading.Lock()
-
-
-def _pool():
-    """One process-wide pool of (cores - 1) worker threads, made on first use; the calling thread
-    takes the first group of tasks itself."""
-    with _POOL_LOCK:
-        if not _POOL:
-            workers = max(1, min(os.cpu_count() or 2, MAX_THREADS) - 1)
-            _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="refmaml"))
-        return _POOL[0]

@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "refmaml"
 
 # Bottom to top. A module may import from its own layer and every layer below it.
 LAYERS = [
-    ("base", {"errors", "_xp", "_validate", "_text", "_malloc"}),
+    ("base", {"errors", "_xp", "_validate", "_text", "_malloc", "_threads"}),
     ("kernels", {"kernels"}),
     ("checks", {"special", "check"}),
     ("problem", {"problem"}),

@@ -1,11 +1,13 @@
 """The speed policy (refmaml.policy): the form "auto" takes by the cost formulas of
 derivations/dual.md (G8), and task groups in threads that change no bit of the result."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
 import refmaml
-from refmaml import dual, maml, models, policy, problem
+from refmaml import _threads, dual, maml, models, policy, problem
 
 
 def _problem(seed, model, T, n, m, d, C=3):
@@ -29,7 +31,7 @@ def test_auto_takes_the_cheaper_form(n, d, K, expected, monkeypatch):
     assert (dual_cost < primal) == (expected == "dual")
     assert policy.choose(p, "auto") == expected
     called = []
-    monkeypatch.setattr(dual, "value_and_grad", lambda *a, **k: called.append(1) or maml.primal(*a, **k))
+    monkeypatch.setattr(dual, "value_and_grad", lambda p, pairs=False, **k: called.append(1) or maml.primal(p, **k))
     refmaml.meta_value_and_grad(*_problem(0, "logistic", 2, n, n, d).values(), inner_lr=0.1, inner_steps=K)
     assert bool(called) == (expected == "dual")
 
@@ -40,9 +42,49 @@ def test_task_groups_in_threads_give_the_same_bits(form, monkeypatch):
     is computed as in one call, so the results are identical, loss, gradient and rates."""
     p = _problem(3, "softmax", T=7, n=4, m=5, d=6)
     kw = dict(inner_lr=np.full((3, 1, 1), 0.3), inner_steps=3, model="softmax", lr_grad=True, form=form)
-    monkeypatch.setattr(policy, "THREAD_FLOPS", float("inf"))
+    for name in ("THREAD_FLOPS", "UNHELD_THREAD_FLOPS", "PAIR_FLOPS"):
+        monkeypatch.setattr(policy, name, float("inf"))
     one = refmaml.meta_value_and_grad(**p, **kw, reduction="none")
-    monkeypatch.setattr(policy, "THREAD_FLOPS", 0.0)
-    monkeypatch.setattr(policy.os, "cpu_count", lambda: 3)
+    for name in ("THREAD_FLOPS", "UNHELD_THREAD_FLOPS"):
+        monkeypatch.setattr(policy, name, 0.0)
+    monkeypatch.setattr(_threads, "CORES", 3)
+    pr = problem.meta(models.get("softmax"), **p, inner_lr=kw["inner_lr"], inner_steps=3)
+    assert policy.sharing(pr, form, 1.0)[0] == "groups"
     grouped = refmaml.meta_value_and_grad(**p, **kw, reduction="none")
     assert all(np.array_equal(a, b) for a, b in zip(one, grouped, strict=True))
+
+
+@pytest.mark.parametrize("model", ["logistic", "softmax"])
+def test_pairs_of_products_in_two_threads_give_the_same_bits(model, monkeypatch):
+    """The dual form's pairs of products in two threads (``policy.PAIR_FLOPS``) are the products of
+    one thread: the same bits, with and without learned rates."""
+    p = _problem(4, model, T=6, n=5, m=7, d=40)
+    for lr_grad in (False, True):
+        kw = dict(inner_lr=0.2, inner_steps=4, model=model, form="dual", l2=0.1, reduction="none",
+                  lr_grad=lr_grad)
+        monkeypatch.setattr(policy, "PAIR_FLOPS", float("inf"))
+        one = refmaml.meta_value_and_grad(**p, **kw)
+        monkeypatch.setattr(policy, "PAIR_FLOPS", 0.0)
+        pr = problem.meta(models.get(model), **p, inner_lr=0.2, inner_steps=4, l2=0.1)
+        assert policy.sharing(pr, "dual", 1.0) == ("pairs", True)
+        paired = refmaml.meta_value_and_grad(**p, **kw)
+        assert all(np.array_equal(a, b) for a, b in zip(one, paired, strict=True))
+
+
+@pytest.mark.parametrize("form, shape", [("dual", (8, 25, 25, 784)), ("primal", (4, 100, 100, 1024)),
+                                         ("primal", (8, 25, 25, 784))])
+def test_holding_blas_to_one_thread_changes_no_bit(form, shape, monkeypatch):
+    """A call that holds the BLAS library to one thread (``policy.sharing``) computes only products
+    whose bits do not depend on BLAS's thread count: the same results held or not. The shapes are
+    large enough for OpenBLAS to thread their matrix-vector products when not held."""
+    T, n, m, d = shape
+    p = _problem(5, "logistic", T, n, m, d)
+    kw = dict(inner_lr=0.1, inner_steps=3, form=form, reduction="none")
+    pr = problem.meta(models.get("logistic"), **p, inner_lr=0.1, inner_steps=3)
+    monkeypatch.setattr(policy, "PAIR_FLOPS", 0.0)
+    monkeypatch.setattr(policy, "THREAD_FLOPS", 0.0)
+    assert policy.sharing(pr, form, 1.0)[1]
+    held = refmaml.meta_value_and_grad(**p, **kw)
+    monkeypatch.setattr(_threads, "one_blas_thread", contextlib.nullcontext)
+    free = refmaml.meta_value_and_grad(**p, **kw)
+    assert all(np.array_equal(a, b) for a, b in zip(held, free, strict=True))

@@ -1,0 +1,81 @@
+"""The cores: refmaml's worker threads, and the BLAS library held to one thread while they run.
+
+OpenBLAS threads a product itself once it is large enough, and its worker threads then keep
+spinning for a while after the product, waiting for the next one. A thread of ours that runs a
+share of the work meanwhile finds the other core busy with that spinning and takes as long as the
+whole work in one thread (measured: benchmarks/README.md, "Thread use"). So a call that shares its
+work among threads (:func:`refmaml.policy.sharing`) holds the BLAS library to one thread for its
+duration (:func:`one_blas_thread`), through threadpoolctl, and does its own sharing.
+
+Holding BLAS to one thread is process-wide; it is counted, so that calls running at once in several
+threads set it once and the last one to finish gives back the setting it found. It changes speed
+only, never a result: a call holds it only where every product it computes is one that OpenBLAS
+computes with the same bits on one thread or several (:func:`refmaml.policy.sharing` says which;
+``tests/test_policy.py`` checks it). OpenBLAS takes the setting from some threads only (a thread
+other than the one that first set it may be ignored); where it is ignored the call is slower, not
+different.
+"""
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+MAX_THREADS = 8  # measured with 2; more threads contend for the GIL between short operations
+CORES = min(os.cpu_count() or 1, MAX_THREADS)
+
+_LOCK = threading.Lock()
+_POOL = []
+_BLAS = {"holders": 0, "limiter": None, "controller": None}
+
+
+def pool():
+    """One process-wide pool of (cores - 1) worker threads, made on first use; the calling thread
+    takes the first share of the work itself."""
+    with _LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max(1, CORES - 1), thread_name_prefix="refmaml"))
+        return _POOL[0]
+
+
+def both(f, g):
+    """``(f(), g())``, ``f`` in a worker thread while the caller computes ``g`` (one after the
+    other on one core). Each is computed as it would be alone."""
+    if CORES < 2:
+        return f(), g()
+    future = pool().submit(f)
+    second = g()
+    return future.result(), second
+
+
+def _blas():
+    """threadpoolctl's controller of the BLAS libraries loaded in this process, made on first use;
+    None where threadpoolctl finds none."""
+    if _BLAS["controller"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - a declared dependency
+            _BLAS["controller"] = False
+        else:
+            found = ThreadpoolController().select(user_api="blas")
+            _BLAS["controller"] = found if found.lib_controllers else False
+    return _BLAS["controller"] or None
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Within this block (and in every thread while any caller is inside one), the BLAS library
+    runs each product on one thread."""
+    with _LOCK:
+        if _BLAS["holders"] == 0:
+            blas = _blas()
+            _BLAS["limiter"] = None if blas is None else blas.limit(limits=1)
+        _BLAS["holders"] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _BLAS["holders"] -= 1
+            if _BLAS["holders"] == 0 and _BLAS["limiter"] is not None:
+                _BLAS["limiter"].restore_original_limits()
+                _BLAS["limiter"] = None
