@@ -164,9 +164,9 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     matrices (``derivations/dual.md`` (G1)-(G7)), the same numbers to rounding;
     ``"auto"`` (default) takes the cheaper by the cost formulas (G8). The dual form
     takes rates that are one number per step, or one per feature with ``l2=0``, and
-    linear networks only. On NumPy, calls of more than ``refmaml.policy.THREAD_FLOPS``
-    operations share their tasks
-    among threads, one per core; each task is computed as in one call, so the
+    linear networks only. On NumPy, medium and large calls share the cores
+    (``refmaml.policy.sharing``): the dual form's independent products in two threads, or the
+    tasks in groups, one thread per core; every product is computed as in one thread, so the
     result is the same to the bit.
 
     Returns ``(meta_loss, meta_grad)``, or ``(meta_loss, meta_grad, inner_lr_grad)``
