@@ -331,38 +331,36 @@ def memory_rows():
     return out
 
 
+SHARING = {"one thread": (None, False), "task groups, BLAS free": ("groups", False),
+           "task groups, BLAS held": ("groups", True), "pairs, BLAS held": ("pairs", True)}
+
+
 def thread_rows(min_time):
-    """Thread use: refmaml in one thread, with its tasks in groups over the cores
-    (``policy.THREAD_FLOPS``), and with OpenBLAS limited to one thread; the form ``auto`` picks."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
+    """Thread use: refmaml's automatic form computed in one thread, with its tasks in groups over
+    the cores (the BLAS library free, and held to one thread), with the dual form's pairs of
+    products in two threads, and as ``refmaml.policy.sharing`` decides (``default``)."""
     rows = []
-    saved = policy.THREAD_FLOPS
-    for T, n, m, d, K in CONFIGS + [(64, 10, 15, 4096, 5), (128, 25, 25, 784, 10), (32, 100, 100, 1024, 10)] \
-            + GPU_TARGET:
+    decide = policy.sharing
+    for T, n, m, d, K in CONFIGS + [(64, 10, 15, 784, 5), (64, 10, 15, 4096, 5), (128, 25, 25, 784, 10),
+                                    (32, 100, 100, 1024, 10)] + GPU_TARGET:
         data = problem(T, n, m, d)
 
         def call(data=data, K=K):
             return refmaml.meta_value_and_grad(*data, inner_lr=ALPHA, inner_steps=K)
 
         p = validated.meta(models.get("logistic"), *data, inner_lr=ALPHA, inner_steps=K)
-        form = policy.choose(p, "auto")
-        primal, dual_cost = policy.costs(p)
-        row = {"config": dict(T=T, n=n, m=m, d=d, K=K), "form": form,
-               "flops": T * (dual_cost if form == "dual" else primal)}
+        form, work = policy.plan(p, "auto")
+        mode, hold = decide(p, form, work)
+        row = {"config": dict(T=T, n=n, m=m, d=d, K=K), "form": form, "flops": work,
+               "default": next(k for k, v in SHARING.items() if v == ((mode, hold) if mode else (None, False)))}
         try:
-            policy.THREAD_FLOPS = float("inf")
-            row["one_thread_s"] = measure(call, min_time=min_time)[2]
-            if threadpool_limits is not None:
-                with threadpool_limits(1):
-                    row["one_thread_one_blas_thread_s"] = measure(call, min_time=min_time)[2]
-            policy.THREAD_FLOPS = 0.0
-            row["task_groups_s"] = measure(call, min_time=min_time)[2]
+            for name, choice in SHARING.items():
+                if choice[0] == "pairs" and form != "dual":
+                    continue
+                policy.sharing = lambda *a, choice=choice: choice
+                row[name] = measure(call, min_time=min_time)[2]
         finally:
-            policy.THREAD_FLOPS = saved
-        row["default"] = "task groups" if row["flops"] >= saved else "one thread"
+            policy.sharing = decide
         rows.append(row)
     return rows
 
@@ -390,12 +388,10 @@ def main(argv=None):
         rows = thread_rows(args.min_time)
         for r in rows:
             c = r["config"]
-            blas = r.get("one_thread_one_blas_thread_s", float("nan")) * 1e3
             head = f"({c['T']}, {c['n']}, {c['m']}, {c['d']}, {c['K']}) {r['form']:>6}"
             head += f" {r['flops'] / 1e6:7.0f} Mflop"
-            print(f"{head}: "
-                  f"one thread {r['one_thread_s'] * 1e3:.2f} ms (one BLAS thread {blas:.2f} ms), task groups "
-                  f"{r['task_groups_s'] * 1e3:.2f} ms; default: {r['default']}")
+            times = ", ".join(f"{name} {r[name] * 1e3:.2f} ms" for name in SHARING if name in r)
+            print(f"{head}: {times}; default: {r['default']}")
         result = {"machine": info, "threads": rows}
     elif args.memory:
         rows = memory_rows()

@@ -81,9 +81,23 @@ def roofline(rows, ceilings):
     return "\n".join(lines)
 
 
+def threads(rows):
+    names = ["one thread", "task groups, BLAS free", "task groups, BLAS held", "pairs, BLAS held"]
+    lines = ["| T, n, m, d, K | form | Mflop | " + " | ".join(names) + " | default |",
+             "|" + "---|" * (len(names) + 4)]
+    for r in rows:
+        cells = [_ms(r[k]) if k in r else "-" for k in names]
+        lines.append(f"| {_config(r['config'])} | {r['form']} | {r['flops'] / 1e6:.0f} | "
+                     + " | ".join(cells) + f" | {r['default']} |")
+    return "\n".join(lines)
+
+
 def main(path):
     with open(path) as f:
         result = json.load(f)
+    if "threads" in result:
+        print(threads(result["threads"]))
+        return
     m, c = result["machine"], result["ceilings"]
     print(f"machine: {m.get('cpu')} ({m.get('cores')} cores), NumPy {m.get('numpy')}, "
           f"GEMM {c['gemm_flops'] / 1e9:.1f} GFLOP/s, memory {c['bandwidth_bytes'] / 1e9:.1f} GB/s")

@@ -50,7 +50,7 @@ UNHELD_THREAD_FLOPS = 1.5e8
 # PAIR_FLOPS, each task's within OpenBLAS's one-core small-matrix kernel (n n d at most
 # GRAM_THREADED), computes its two products of each pair in two threads (benchmarks/README.md,
 # "Thread use": 3.7 -> 2.9 ms at (32, 25, 25, 784, 5)).
-PAIR_FLOPS = 3e7
+PAIR_FLOPS = 2e7
 HOLD_ELEMENTS = 1e6
 MAX_THREADS = 8  # measured with 2; more threads contend for the GIL between short operations
 
