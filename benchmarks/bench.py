@@ -171,8 +171,15 @@ def jax_impl():
 
 # --- measuring -----------------------------------------------------------------------------------
 
+SETTLE_S = 0.3
+
+
 def measure(call, *, min_time, max_calls=50):
-    """Seconds of the first call, then the median over repeated calls after one warm-up."""
+    """Seconds of the first call, then the median over repeated calls after one warm-up. It starts
+    after a pause of :data:`SETTLE_S`, long enough for the threads an earlier peer left spinning
+    (OpenBLAS's, OpenMP's, XLA's) to go to sleep: each implementation is timed on a quiet machine,
+    as it would run alone."""
+    time.sleep(SETTLE_S)
     start = time.perf_counter()
     out = call()
     first = time.perf_counter() - start

@@ -101,7 +101,8 @@ def main(path):
     m, c = result["machine"], result["ceilings"]
     print(f"machine: {m.get('cpu')} ({m.get('cores')} cores), NumPy {m.get('numpy')}, "
           f"GEMM {c['gemm_flops'] / 1e9:.1f} GFLOP/s, memory {c['bandwidth_bytes'] / 1e9:.1f} GB/s")
-    groups = [k for k in result if isinstance(result[k], list) and result[k] and "results" in result[k][0]]
+    groups = [k for k in result if isinstance(result[k], list) and result[k] and "results" in result[k][0]
+              and "d" in result[k][0]["config"]]  # the networks' rows have tables of their own
     for g in groups:
         print(f"\n#### {g}\n")
         print(times(result[g]))

@@ -9,11 +9,12 @@ What is decided here, and how:
   :data:`PRIMAL_WEIGHT`; the dual form only where the network is linear and the rates allow it (G5);
 * how a NumPy call shares the cores (:func:`sharing`): the dual form runs its pairs of
   independent products with the data (``G`` and ``M``, ``Z_0`` and ``U_0``, the two terms of
-  (G6)) in two threads where its Gram products are many small ones (:data:`PAIR_FLOPS`); other
-  calls run their tasks in groups, one thread per core (stacked matrix products run one task at a
-  time on one core), from :data:`THREAD_FLOPS` operations where the BLAS library can be held to
-  one thread for the call (:func:`refmaml._threads.one_blas_thread`), from
-  :data:`UNHELD_THREAD_FLOPS` where it cannot. It can be held where every product of the call is
+  (G6)) in two threads where its Gram products are many small ones (:data:`PAIR_FLOPS`, up to
+  :data:`GROUP_FLOPS`); other calls run their tasks in groups, one thread per core (stacked matrix
+  products run one task at a time on one core), from :data:`THREAD_FLOPS` operations where the
+  BLAS library can be held to one thread for the call (:func:`refmaml._threads.one_blas_thread`),
+  from :data:`UNHELD_THREAD_FLOPS` where it cannot, and not at all for a dual form whose Gram
+  products OpenBLAS threads itself. Measured: benchmarks/README.md, "Thread use". It can be held where every product of the call is
   one that OpenBLAS computes with the same bits on one thread or several: matrix-vector products
   (OpenBLAS shares out their rows, each row's sum is the same) and matrix products within its
   one-core small-matrix kernel (at most :data:`GRAM_THREADED` multiply-adds per task).
@@ -51,6 +52,9 @@ UNHELD_THREAD_FLOPS = 1.5e8
 # GRAM_THREADED), computes its two products of each pair in two threads (benchmarks/README.md,
 # "Thread use": 3.7 -> 2.9 ms at (32, 25, 25, 784, 5)).
 PAIR_FLOPS = 2e7
+# From GROUP_FLOPS operations on, task groups (BLAS held) beat the pairs: every step's work too is
+# shared (measured: 86 against 101 ms at (1024, 25, 25, 784, 10)).
+GROUP_FLOPS = 5e8
 HOLD_ELEMENTS = 1e6
 MAX_THREADS = 8  # measured with 2; more threads contend for the GIL between short operations
 
@@ -129,7 +133,7 @@ def sharing(p, form, work):
     C = (outputs[0] if outputs else 1) if p.model.linear else None
     if form == "dual":
         small = max(n, m) * n * d <= GRAM_THREADED
-        if small and T * (2 * n * n * d + 2 * m * n * d) >= PAIR_FLOPS:
+        if small and T * (2 * n * n * d + 2 * m * n * d) >= PAIR_FLOPS and work < GROUP_FLOPS:
             return "pairs", True
     else:
         small = p.model.linear and (C == 1 or max(n, m) * d * C <= GRAM_THREADED)
