@@ -55,6 +55,9 @@ PAIR_FLOPS = 2e7
 # From GROUP_FLOPS operations on, task groups (BLAS held) beat the pairs: every step's work too is
 # shared (measured: 86 against 101 ms at (1024, 25, 25, 784, 10)).
 GROUP_FLOPS = 5e8
+# The pairs' speed-up of the Gram products, for the form chooser (measured: 1.9 -> 1.1 ms for G
+# and M at (32, 25, 25, 784)).
+PAIR_SPEEDUP = 1.7
 HOLD_ELEMENTS = 1e6
 MAX_THREADS = 8  # measured with 2; more threads contend for the GIL between short operations
 
@@ -85,14 +88,18 @@ def costs(p, *, lr_grad=False):
 def weighted_costs(p, *, lr_grad=False):
     """The two forms' operation counts (:func:`costs`) as :func:`plan` compares them: the primal
     form's times :data:`PRIMAL_WEIGHT`, the dual form's with its Gram flops divided by
-    :data:`GRAM_SPEEDUP` where OpenBLAS threads the Gram product (:data:`GRAM_THREADED`)."""
+    :data:`GRAM_SPEEDUP` where OpenBLAS threads the Gram product (:data:`GRAM_THREADED`), or by
+    :data:`PAIR_SPEEDUP` where the call computes them in pairs on two cores (:func:`sharing`)."""
     primal, cost = costs(p, lr_grad=lr_grad)
     if cost is None:
         return PRIMAL_WEIGHT * primal, None
     T, n, d = p.Xs.shape
     m = p.Xq.shape[1]
+    gram = 2 * n * n * d + 2 * m * n * d
     if n * n * d > GRAM_THREADED:
-        cost -= (1 - 1 / GRAM_SPEEDUP) * (2 * n * n * d + 2 * m * n * d)
+        cost -= (1 - 1 / GRAM_SPEEDUP) * gram
+    elif _pairs(p, T * cost):
+        cost -= (1 - 1 / PAIR_SPEEDUP) * gram
     return PRIMAL_WEIGHT * primal, cost
 
 
@@ -132,9 +139,9 @@ def sharing(p, form, work):
     outputs = net.outputs(tuple(p.theta.shape)) if p.model.linear else None
     C = (outputs[0] if outputs else 1) if p.model.linear else None
     if form == "dual":
-        small = max(n, m) * n * d <= GRAM_THREADED
-        if small and T * (2 * n * n * d + 2 * m * n * d) >= PAIR_FLOPS and work < GROUP_FLOPS:
+        if _pairs(p, work):
             return "pairs", True
+        small = max(n, m) * n * d <= GRAM_THREADED
     else:
         small = p.model.linear and (C == 1 or max(n, m) * d * C <= GRAM_THREADED)
     if small and work >= THREAD_FLOPS:
@@ -142,6 +149,18 @@ def sharing(p, form, work):
     if form == "dual":  # large Gram products: OpenBLAS threads them better than task groups do
         return None, False
     return ("groups" if work >= UNHELD_THREAD_FLOPS else None), False
+
+
+def _pairs(p, work):
+    """Whether a dual-form call of ``work`` operations computes its products in pairs: NumPy, two
+    tasks or more, Gram products within OpenBLAS's small-matrix kernel that come to at least
+    :data:`PAIR_FLOPS`, and less than :data:`GROUP_FLOPS` in all."""
+    if p.tasks < 2 or not array_api_compat.is_numpy_namespace(p.xp):
+        return False
+    T, n, d = p.Xs.shape
+    m = p.Xq.shape[1]
+    return max(n, m) * n * d <= GRAM_THREADED and T * (2 * n * n * d + 2 * m * n * d) >= PAIR_FLOPS \
+        and work < GROUP_FLOPS
 
 
 def validating(Xs, Xq):
