@@ -251,7 +251,7 @@ def cupy_sync():
 def floor_seconds(config, form, gemm, bandwidth):
     """The roofline floor: max(fewest flops of the form / GEMM rate, input bytes / bandwidth)."""
     T, n, m, d, K = config
-    p = validated.meta(models.get("logistic"), *problem(2, n, m, d), inner_lr=ALPHA, inner_steps=K)
+    p = validated.meta(models.get("logistic"), *problem(T, n, m, d), inner_lr=ALPHA, inner_steps=K)  # T counts (pairs)
     primal, dual_cost = policy.costs(p)
     flops = T * (dual_cost if form == "dual" else primal)
     data_bytes = 8 * T * (n + m) * d
