@@ -7,13 +7,13 @@ whole work in one thread (measured: benchmarks/README.md, "Thread use"). So a ca
 work among threads (:func:`refmaml.policy.sharing`) holds the BLAS library to one thread for its
 duration (:func:`one_blas_thread`), through threadpoolctl, and does its own sharing.
 
-Holding BLAS to one thread is process-wide; it is counted, so that calls running at once in several
-threads set it once and the last one to finish gives back the setting it found. It changes speed
-only, never a result: a call holds it only where every product it computes is one that OpenBLAS
-computes with the same bits on one thread or several (:func:`refmaml.policy.sharing` says which;
-``tests/test_policy.py`` checks it). OpenBLAS takes the setting from some threads only (a thread
-other than the one that first set it may be ignored); where it is ignored the call is slower, not
-different.
+Holding BLAS to one thread is process-wide, and done from the main thread only: OpenBLAS ignores a
+thread count set from another thread once the main thread has set one (measured with OpenBLAS
+0.3.31), so a hold taken or given back elsewhere could leave the process on one BLAS thread. A
+call in another thread shares the cores without the hold (slower where OpenBLAS's threads spin,
+never different). It changes speed only, never a result: a call holds it only where every
+product it computes is one that OpenBLAS computes with the same bits on one thread or several
+(:func:`refmaml.policy.sharing` says which; ``tests/test_policy.py`` checks it).
 """
 
 import contextlib
@@ -26,7 +26,7 @@ CORES = min(os.cpu_count() or 1, MAX_THREADS)
 
 _LOCK = threading.Lock()
 _POOL = []
-_BLAS = {"holders": 0, "limiter": None, "controller": None}
+_BLAS = {"held": False, "controller": None}
 
 
 def pool():
@@ -64,18 +64,18 @@ def _blas():
 
 @contextlib.contextmanager
 def one_blas_thread():
-    """Within this block (and in every thread while any caller is inside one), the BLAS library
-    runs each product on one thread."""
-    with _LOCK:
-        if _BLAS["holders"] == 0:
-            blas = _blas()
-            _BLAS["limiter"] = None if blas is None else blas.limit(limits=1)
-        _BLAS["holders"] += 1
+    """Within this block, called from the main thread, the BLAS library runs each product on one
+    thread, and gets its setting back at the end; from any other thread, or inside such a block
+    already, this does nothing."""
+    if _BLAS["held"] or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    blas = _blas()
+    limiter = None if blas is None else blas.limit(limits=1)
+    _BLAS["held"] = True
     try:
         yield
     finally:
-        with _LOCK:
-            _BLAS["holders"] -= 1
-            if _BLAS["holders"] == 0 and _BLAS["limiter"] is not None:
-                _BLAS["limiter"].restore_original_limits()
-                _BLAS["limiter"] = None
+        _BLAS["held"] = False
+        if limiter is not None:
+            limiter.restore_original_limits()

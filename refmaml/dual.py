@@ -83,7 +83,8 @@ def value_and_grad(p, *, first_order=False, lr_grad=False, record=None, pairs=Fa
         states.append(state)
         residuals.append(R)
         steps.append((s_k, delta))
-        path.append((xp.zeros_like(Z0) if Gam is None else Gam, c))
+        if keep_path:
+            path.append((xp.zeros_like(Z0) if Gam is None else Gam, c))
         step = s_k * R
         if Gam is None:
             Gam = -step

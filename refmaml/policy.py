@@ -14,10 +14,11 @@ What is decided here, and how:
   products run one task at a time on one core), from :data:`THREAD_FLOPS` operations where the
   BLAS library can be held to one thread for the call (:func:`refmaml._threads.one_blas_thread`),
   from :data:`UNHELD_THREAD_FLOPS` where it cannot, and not at all for a dual form whose Gram
-  products OpenBLAS threads itself. Measured: benchmarks/README.md, "Thread use". It can be held where every product of the call is
-  one that OpenBLAS computes with the same bits on one thread or several: matrix-vector products
-  (OpenBLAS shares out their rows, each row's sum is the same) and matrix products within its
-  one-core small-matrix kernel (at most :data:`GRAM_THREADED` multiply-adds per task).
+  products OpenBLAS threads itself. It can be held where every product of the call is one that
+  OpenBLAS computes with the same bits on one thread or several: matrix-vector products (OpenBLAS
+  shares out their rows, each row's sum is the same) and matrix products within its one-core
+  small-matrix kernel (at most :data:`GRAM_THREADED` multiply-adds per task). Measured:
+  benchmarks/README.md, "Thread use".
 """
 
 import contextlib

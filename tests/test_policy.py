@@ -102,3 +102,29 @@ def test_auto_counts_the_pairs_of_products_on_two_cores(monkeypatch):
     assert policy.choose(few, "auto") == "primal"
     monkeypatch.setattr(policy, "PAIR_FLOPS", float("inf"))
     assert policy.choose(many, "auto") == "primal"
+
+
+def test_holding_blas_never_leaves_the_process_on_one_thread():
+    """The hold is taken and given back in the main thread only (OpenBLAS ignores a thread count
+    set from another thread once the main thread has set one): however holds in the main thread
+    and in another thread overlap, the BLAS library's thread count afterwards is what it was."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threading
+
+    blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    before = [c.get_num_threads() for c in blas.lib_controllers]
+    inside, release = threading.Event(), threading.Event()
+
+    def worker():
+        with _threads.one_blas_thread():
+            inside.set()
+            release.wait(10)
+
+    with _threads.one_blas_thread():
+        thread = threading.Thread(target=worker)
+        thread.start()
+        assert inside.wait(10)
+        assert all(c.get_num_threads() == 1 for c in blas.lib_controllers)
+    release.set()
+    thread.join()
+    assert [c.get_num_threads() for c in blas.lib_controllers] == before
