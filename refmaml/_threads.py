@@ -30,12 +30,13 @@ _BLAS = {"held": False, "controller": None}
 
 
 def pool():
-    """One process-wide pool of (cores - 1) worker threads, made on first use; the calling thread
-    takes the first share of the work itself."""
+    """One process-wide pool of (cores - 1) worker threads, made on first use, and made anew in a
+    child process (a fork copies the pool but not its threads, and work sent to it would wait
+    forever); the calling thread takes the first share of the work itself."""
     with _LOCK:
-        if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max(1, CORES - 1), thread_name_prefix="refmaml"))
-        return _POOL[0]
+        if not _POOL or _POOL[0][0] != os.getpid():
+            _POOL[:] = [(os.getpid(), ThreadPoolExecutor(max(1, CORES - 1), thread_name_prefix="refmaml"))]
+        return _POOL[0][1]
 
 
 def both(f, g):

@@ -128,3 +128,20 @@ def test_holding_blas_never_leaves_the_process_on_one_thread():
     release.set()
     thread.join()
     assert [c.get_num_threads() for c in blas.lib_controllers] == before
+
+
+def test_a_forked_child_gets_its_own_worker_threads():
+    """A fork copies the pool of worker threads but not the threads: a child that shares the cores
+    (here the dual form's pairs) must make its own pool, not wait forever on the parent's."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")  # pragma: no cover - Linux and macOS have it
+    assert _threads.both(lambda: 1, lambda: 2) == (1, 2)  # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as children:
+        assert children.apply_async(_child_shares_the_cores).get(timeout=60) == (3, 4)
+
+
+def _child_shares_the_cores():
+    return _threads.both(lambda: 3, lambda: 4)
