@@ -1,7 +1,7 @@
 """Input checks shared by every public function.
 
 Each check names the argument at fault and what was expected, and runs
-before any computation.  The dtype rules (``DESIGN.md``):
+before any computation.  The dtype rules (README, "Conventions and input rules"):
 
 * features: bool and integer arrays are promoted to float64; float32 and
   float64 are kept; anything else (float16, complex, object, strings) is a

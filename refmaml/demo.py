@@ -306,7 +306,7 @@ def format_table(report):
     for name, r in report["methods"].items():
         if name in ("imaml-proximal", "truth"):
             last = [_cell(r["loss"])] if regression else [_cell(r["accuracy"]), _cell(r["loss"])]
-            cells = [r["label"], "-"] + ["" for _ in range(K if not regression else K)] + last
+            cells = [r["label"], "-"] + ["" for _ in range(K)] + last
         elif regression:
             cells = [r["label"], _rate(r)] + [_cell(q) for q in r["loss"]]
         else:

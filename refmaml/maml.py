@@ -1,8 +1,8 @@
 """MAML: inner-loop adaptation and the exact meta-gradient by reverse accumulation.
 
 Equations are in ``derivations/maml.md``.  Nothing here is specific to a model: the model
-protocol (README, "Architecture") supplies ``grad_state`` (gradient plus whatever its
-Hessian-vector product needs), ``value_grad`` (loss and gradient together) and ``hvp_state``;
+protocol (README, "Architecture") supplies ``grad_hvp`` (the gradient and a function that gives
+Hessian-vector products at the same point) and ``value_grad`` (loss and gradient together);
 :mod:`refmaml.problem` validates every call, and :mod:`refmaml.policy` chooses the form and
 shares large calls among threads.
 
@@ -24,7 +24,7 @@ def inner_loop(p, keep=()):
     with the rates of ``derivations/variants.md`` (V1).
 
     ``keep`` names what to remember per step: ``"iterates"`` (theta_0..theta_K),
-    ``"states"`` (the model's curvature data at theta_0..theta_{K-1}, what the
+    ``"hvps"`` (the model's Hessian-vector products at theta_0..theta_{K-1}, what the
     reverse pass needs), ``"grads"`` (grad L_s(theta_0..theta_{K-1}), what the
     rate gradient needs).  Returns ``(theta_K (T, P...), {name: list})``.
     """
@@ -32,13 +32,13 @@ def inner_loop(p, keep=()):
     theta = xp.broadcast_to(p.theta, (p.Xs.shape[0],) + tuple(p.theta.shape))
     kept = {name: [] for name in keep}
     # theta_k for k >= 1 is this loop's own array; it is updated in place unless something keeps it:
-    # the iterates, or the states of a network whose cache holds views of its weights (a linear
-    # network's state holds only output-space arrays). theta_0 is the caller's (broadcast) array.
-    in_place = "iterates" not in kept and ("states" not in kept or p.model.linear)
+    # the iterates, or the Hessian-vector products, which may hold views of it (the ownership rules
+    # of refmaml.models.protocol). theta_0 is the caller's (broadcast) array.
+    in_place = "iterates" not in kept and "hvps" not in kept
     if "iterates" in kept:
         kept["iterates"].append(theta)
     for k in range(p.steps):
-        g, state = p.model.grad_state(theta, p.Xs, p.ys, p.l2)
+        g, hvp = p.model.grad_hvp(theta, p.Xs, p.ys, p.l2)
         if "grads" in kept:
             kept["grads"].append(g)
             step = p.step_rate(k) * g
@@ -49,7 +49,7 @@ def inner_loop(p, keep=()):
             theta = theta - step
         else:
             theta -= step
-        for name, value in (("iterates", theta), ("states", state)):
+        for name, value in (("iterates", theta), ("hvps", hvp)):
             if name in kept:
                 kept[name].append(value)
     return theta, kept
@@ -197,7 +197,7 @@ def primal(p, *, first_order, lr_grad):
     """Per-task losses ``(T,)``, meta-gradients ``(T,) + P`` (M6), (V2) and rate gradients (V3)-(V5)
     in parameter space: the reverse pass, for any model."""
     model = p.model
-    keep = (() if first_order else ("states",)) + (("grads",) if lr_grad else ())
+    keep = (() if first_order else ("hvps",)) + (("grads",) if lr_grad else ())
     theta_K, kept = inner_loop(p, keep)
     losses, g = model.value_grad(theta_K, p.Xq, p.yq, 0.0)
     g_K, rate_grads = g, []
@@ -206,7 +206,7 @@ def primal(p, *, first_order, lr_grad):
         if lr_grad:
             rate_grads.append(-adjoint * kept["grads"][k])
         if not first_order:  # g is this pass's own array (the query gradient's, then updated here)
-            g -= model.hvp_state(kept["states"][k], p.Xs, p.step_rate(k) * g, p.l2)
+            g -= kept["hvps"][k](p.step_rate(k) * g)
     rates = _rate_gradient(p, rate_grads[::-1], losses.shape[0]) if lr_grad else None
     return losses, g, rates
 

@@ -60,7 +60,6 @@ GROUP_FLOPS = 5e8
 # and M at (32, 25, 25, 784)).
 PAIR_SPEEDUP = 1.7
 HOLD_ELEMENTS = 1e6
-MAX_THREADS = 8  # measured with 2; more threads contend for the GIL between short operations
 
 
 def costs(p, *, lr_grad=False):

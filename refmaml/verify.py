@@ -439,14 +439,15 @@ def _split(p):
     net, head = model.network, model.head
     X = p.X[None, ...]
     y = model.labels(xp, p.device, p.y, p.X, tuple(p.theta.shape), p.theta.dtype, "y")[None, ...]
-    z, cache = net.forward(p.theta, X)
-    r, c = head.residual(z, y)
-    R = net.hvp(cache, X, p.v, head, c, r) - net.hvp(cache, X, p.v, head, c, r, second_order=False)
+    hvp = model.grad_hvp(p.theta, X, y, 0.0)[1]
+    R = (hvp(p.v) - hvp(p.v, second_order=False)) * X.shape[1]
+    z, _ = net.forward(p.theta, X)
+    r, _ = head.residual(z, y)
     h = 1e-20
     Xc = xp.astype(X, xp.complex128 if p.theta.dtype == xp.float64 else xp.complex64)
     theta_c = xp.astype(p.theta, Xc.dtype) + (1j * h) * p.v
     _, cache_c = net.forward(theta_c, Xc)
-    want = xp.imag(net.vjp(cache_c, Xc, xp.astype(r, Xc.dtype))) / h
+    want = xp.imag(net.vjp(cache_c, xp.astype(r, Xc.dtype))[0]) / h
     return check.relative_error(R, want)
 
 
@@ -598,8 +599,8 @@ def _kink_free(seed, model):
         p = _Instance(numpy, "cpu", np.dtype("float64"), candidate, model)
         path = p.adapt(p.theta, return_trajectory=True)
         points = [(path[k, ...], p.Xs) for k in range(path.shape[0])] + [(p.theta, p.Xq), (p.theta, p.X[None])]
-        smallest = min(float(np.min(np.abs(z))) for theta, X in points
-                       for z in spec.network.forward(theta, X)[1]["pre"][:-1])
+        smallest = min(float(np.min(distance)) for theta, X in points
+                       for _, distance in spec.network.kink_distances(spec.network.forward(theta, X)[1]))
         if smallest >= RELU_MARGIN:
             return candidate
     raise RuntimeError(f"no instance of {model} keeps its pre-activations {RELU_MARGIN} from 0")

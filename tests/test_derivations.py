@@ -91,7 +91,7 @@ PUBLIC_MATH = [
     linear.loss, linear.grad, linear.hvp, linear.hessian, linear.predict,
     linear.affine_map, linear.closed_form_meta_value_and_grad, linear.meta_optimum,
     Model.loss, Model.grad, Model.hvp, Model.hessian, Model.predict, Model.class_probabilities,
-    Model.value, Model.grad_state, Model.value_grad, Model.hvp_state, Model.hessian_matrix,
+    Model.value, Model.grad_hvp, Model.value_grad, Model.hessian_matrix,
     MLP.init, MLP.unflatten, MLP.hessian,
     maml.adapt, maml.meta_value_and_grad, refmaml.reptile_direction, refmaml.imaml_value_and_grad,
     oracle.check,

@@ -214,7 +214,7 @@ def test_meta_gradient_is_never_built_from_a_hessian(monkeypatch, model, form):
         raise AssertionError("explicit Hessian formed")
 
     monkeypatch.setattr(models.get(model), "hessian_matrix", forbidden)
-    monkeypatch.setattr(models.get(model).network, "hessian", forbidden)
+    monkeypatch.setattr(models.get(model).network, "gauss_newton_matrix", forbidden)
     p = _problem(seed=0, model=model)
     refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=3, model=model, form=form)
 
@@ -226,14 +226,25 @@ def test_cost_is_K_gradients_K_hvps_and_one_query_gradient(monkeypatch, K, model
     and gradient once, together."""
     calls = {"grad": 0, "query": 0, "hvp": 0}
     module = models.get(model)
-    for name, key in (("grad_state", "grad"), ("value_grad", "query"), ("hvp_state", "hvp")):
-        original = getattr(module, name)
+    grad_hvp, value_grad = module.grad_hvp, module.value_grad
 
-        def counted(*a, _original=original, _key=key, **k):
-            calls[_key] += 1
-            return _original(*a, **k)
+    def counted_hvp(hvp):
+        def counted(*a, **k):
+            calls["hvp"] += 1
+            return hvp(*a, **k)
+        return counted
 
-        monkeypatch.setattr(module, name, counted)
+    def counted_grad_hvp(*a, **k):
+        calls["grad"] += 1
+        g, hvp = grad_hvp(*a, **k)
+        return g, counted_hvp(hvp)
+
+    def counted_value_grad(*a, **k):
+        calls["query"] += 1
+        return value_grad(*a, **k)
+
+    monkeypatch.setattr(module, "grad_hvp", counted_grad_hvp)
+    monkeypatch.setattr(module, "value_grad", counted_value_grad)
     p = _problem(seed=0, model=model)
     refmaml.meta_value_and_grad(**p, inner_lr=0.3, inner_steps=K, model=model, form="primal")
     assert calls == {"grad": K, "query": 1, "hvp": K}

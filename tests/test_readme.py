@@ -94,8 +94,9 @@ def test_readme_examples_say_what_they_claim():
     assert family["theta_next"].shape == (family["d"],) and family["grad"].shape == (family["d"],)
     info = family["info"]
     assert info["inner_residual"] <= info["tol"] and info["cg_residual"] <= info["tol"]
-    # the residuals the comment quotes, to the digits shown
-    assert f"{info['inner_residual']:.1e}" == "1.5e-12" and f"{info['cg_residual']:.1e}" == "2.3e-16"
+    # the residuals the comment quotes: the inner one to the digits shown (Newton's last step leaves
+    # it far above rounding), the solve's by its bound (its digits are rounding, which the BLAS kernel sets)
+    assert f"{info['inner_residual']:.1e}" == "1.5e-12" and info["cg_residual"] < 1e-15
     # linear regression: the closed form equals reverse accumulation, the optimum zeroes the gradient
     lin = next(s for s in seen if "best" in s)
     assert np.allclose(lin["same"][1], lin["grad"], rtol=1e-12, atol=0)

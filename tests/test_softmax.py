@@ -234,8 +234,9 @@ def test_hvp_costs_two_matrix_products(monkeypatch):
             Counting.products += 1
             return np.asarray(other) @ np.asarray(self)
 
-    state = softmax.MODEL.grad_state(theta, X, np.eye(3)[rng.integers(0, 3, (2, 6))], 0.0)[1]
-    softmax.MODEL.hvp_state(state, X.view(Counting), V, 0.1)
+    hvp = softmax.MODEL.grad_hvp(theta, X.view(Counting), np.eye(3)[rng.integers(0, 3, (2, 6))], 0.1)[1]
+    Counting.products = 0
+    hvp(V)
     assert Counting.products == 2
 
 

@@ -94,7 +94,7 @@ def test_meta_value_and_grad_rejects(changes, exc, name, monkeypatch):
     def no_work(*a, **k):
         raise AssertionError("computation started before the input was checked")
 
-    for method in ("grad_state", "value", "value_grad"):
+    for method in ("grad_hvp", "value", "value_grad"):
         monkeypatch.setattr(logistic.MODEL, method, no_work)
     with pytest.raises(exc, match=name):
         meta(**changes)
@@ -129,7 +129,7 @@ def test_softmax_meta_value_and_grad_rejects(changes, exc, pattern, monkeypatch)
     def no_work(*a, **k):
         raise AssertionError("computation started before the input was checked")
 
-    for name in ("grad_state", "value", "value_grad"):
+    for name in ("grad_hvp", "value", "value_grad"):
         monkeypatch.setattr(softmax.MODEL, name, no_work)
     args = {**SOFTMAX, **RATE, **changes}
     with pytest.raises(exc, match=pattern):

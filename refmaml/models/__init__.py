@@ -14,9 +14,11 @@ a model name does (``model=MLP((1, 40, 40, 1), "relu", "mse")``).
 ``model=`` takes a registered name or a :class:`Model` object everywhere.
 """
 
-from . import heads, linear, logistic, networks, softmax
+from . import heads, layers, linear, logistic, networks, protocol, softmax
 from .mlp import MLP
 from .model import Model
+from .sequential import Sequential
+from .specs import from_spec
 
 MODELS = {"logistic": logistic.MODEL, "softmax": softmax.MODEL, "linear": linear.MODEL}
 
@@ -31,4 +33,5 @@ def get(model):
     return MODELS[model]
 
 
-__all__ = ["MLP", "Model", "MODELS", "get", "heads", "linear", "logistic", "networks", "softmax"]
+__all__ = ["MLP", "Model", "MODELS", "Sequential", "from_spec", "get", "heads", "layers", "linear", "logistic", "networks",
+           "protocol", "softmax"]

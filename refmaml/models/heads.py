@@ -34,10 +34,6 @@ class Head:
     name = ""
     classification = True
 
-    def class_count(self, outputs):
-        """Number of classes for per-example outputs of shape ``outputs``."""
-        raise NotImplementedError
-
     def class_probabilities(self, z):
         """Class probabilities ``(T, n, C)`` from the outputs (classification heads only)."""
         raise ValueError(f"the {self.name} head has no classes: accuracy is defined for the logistic "
@@ -49,9 +45,6 @@ class Logistic(Head):
     labels 0/1 (``derivations/logistic.md`` (L8)-(L10))."""
 
     name = "logistic"
-
-    def class_count(self, outputs):
-        return 2
 
     def labels(self, xp, dev, y, shape, outputs, dtype, name, classes_of):
         """Binary labels as ``dtype`` 0.0 and 1.0, shape ``shape`` (one per example).
@@ -115,9 +108,6 @@ class Softmax(Head):
     (``derivations/softmax.md`` (S2), (S7), (S8), (S10)). Targets reach the math one-hot."""
 
     name = "softmax"
-
-    def class_count(self, outputs):
-        return outputs[-1]
 
     def labels(self, xp, dev, y, shape, outputs, dtype, name, classes_of):
         """Integer class labels in ``[0, C)`` returned one-hot, ``shape + (C,)`` of ``dtype``;

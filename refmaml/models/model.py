@@ -7,14 +7,16 @@ Hessian of any pair once:
 * ``grad L = (1/n) J^T r + l2 theta`` (H2);
 * ``H v = (1/n) (J^T W (J v) + R[v]) + l2 v`` (H4), ``R = 0`` for a linear network (H5).
 
-It carries two sets of methods. The *protocol* (``value``, ``grad_state``, ``value_grad``,
-``hvp_state``, ``hessian_matrix``, ``predictions``, with ``check_parameters``, ``labels``,
+It carries two sets of methods. The *protocol* (``value``, ``value_grad``, ``grad_hvp``,
+``hessian_matrix``, ``predictions``, with ``check_parameters``, ``labels``,
 ``param_ndim``, ``linear``, ``network`` and ``head``) takes validated arrays with a leading task
 axis and checks nothing; it is what :mod:`refmaml.maml`, :mod:`refmaml.dual`, the variants and the
 applications call, and it is documented in the README's "Architecture" section. The *user API*
 (``loss``, ``grad``, ``hvp``, ``hessian``, ``predict``) validates its arguments through
 :func:`refmaml.problem.model_call` and returns per-task results, without the task axis for one task.
 """
+
+import math
 
 from array_api_compat import device
 
@@ -32,6 +34,11 @@ class Model:
 
     def __repr__(self):
         return f"<refmaml model {self.name!r}>"
+
+    def spec(self):
+        """A JSON-able description, ``{"model": name}`` for a registered pair;
+        :func:`refmaml.models.from_spec` rebuilds the model."""
+        return {"model": self.name}
 
     # --------------------------------------------------------------- protocol: validation
 
@@ -54,47 +61,60 @@ class Model:
             value = value + (l2 / 2) * xp.sum(theta * theta, axis=tuple(range(-self.param_ndim, 0)))
         return value
 
+    @staticmethod
+    def _mean(product, n, l2, theta):
+        """``product / n + l2 theta``, updating the fresh ``product`` in place: (H2), (H4)."""
+        product /= n
+        if l2:
+            product += l2 * theta
+        return product
+
     def value(self, theta, X, y, l2):
         """Loss per task ``(T,)``: (H1)."""
         z, _ = self.network.forward(theta, X)
         return self._ridge(self.head.value(z, y), theta, l2)
 
-    def _gradient(self, cache, X, r, theta, l2):
-        """``(1/n) J^T r + l2 theta`` (H2)."""
-        g = self.network.vjp(cache, X, r)  # a fresh array: updated in place below
-        g /= X.shape[-2]
-        if l2:
-            g += l2 * theta
-        return g
-
-    def grad_state(self, theta, X, y, l2):
-        """Gradient ``(T,) + P`` (H2) and the state that :meth:`hvp_state` needs at the same point
-        (the network's cache, the head's curvature state and residuals)."""
-        z, cache = self.network.forward(theta, X)
-        r, c = self.head.residual(z, y)
-        return self._gradient(cache, X, r, theta, l2), (cache, c, r)
-
     def value_grad(self, theta, X, y, l2):
-        """Loss ``(T,)`` and gradient from one forward pass: (H1), (H2)."""
+        """Loss ``(T,)`` and gradient ``(T,) + P`` from one forward pass: (H1), (H2)."""
         z, cache = self.network.forward(theta, X)
         value, r = self.head.value_residual(z, y)
-        return self._ridge(value, theta, l2), self._gradient(cache, X, r, theta, l2)
+        return self._ridge(value, theta, l2), self._mean(self.network.vjp(cache, r)[0], X.shape[1], l2, theta)
 
-    def hvp_state(self, state, X, v, l2):
-        """``H v = (1/n) (J^T W (J v) + R[v]) + l2 v`` (H4) at the point ``state`` came from."""
-        cache, c, r = state
-        Hv = self.network.hvp(cache, X, v, self.head, c, r)  # fresh: updated in place
-        Hv /= X.shape[-2]
-        if l2:
-            Hv += l2 * v
-        return Hv
+    def grad_hvp(self, theta, X, y, l2):
+        """The gradient ``(1/n) J^T r + l2 theta`` (H2), ``(T,) + P``, and a function ``hvp(v)``
+        that gives ``H v = (1/n) (J^T W (J v) + R[v]) + l2 v`` (H4) at the same point, for any
+        number of directions ``v ((T,) + P)``. The gradient and every product are fresh arrays;
+        ``hvp`` holds the forward cache (views of ``theta`` and ``X``: neither may be written while
+        it is kept). ``hvp(v, second_order=False)`` is the Gauss-Newton product
+        ``(1/n) J^T W J v + l2 v`` (``derivations/mlp.md`` (N7))."""
+        network, head, n = self.network, self.head, X.shape[1]
+        z, cache = network.forward(theta, X)
+        r, c = head.residual(z, y)
+        g, adjoints = network.vjp(cache, r)
+
+        def hvp(v, second_order=True):
+            Jv, tangents = network.jvp(cache, v)
+            return self._mean(network.r_vjp(cache, adjoints, tangents, head.curvature(c, Jv), second_order),
+                              n, l2, v)
+
+        return self._mean(g, n, l2, theta), hvp
 
     def hessian_matrix(self, theta, X, y, l2):
-        """Explicit Hessian ``(T, P, P)``, parameters flattened row-major: (H3), (H7)."""
+        """Explicit Hessian ``(T, P, P)``, parameters flattened row-major: (H3). A linear network
+        forms its blocks (H7); any other gives the HVP (H4) of every basis vector, column by column."""
         xp = array_namespace(X)
-        z, cache = self.network.forward(theta, X)
-        r, c = self.head.residual(z, y)
-        H = self.network.hessian(cache, X, self.head, c, r) / X.shape[-2]
+        n = X.shape[1]
+        if self.linear:
+            z, cache = self.network.forward(theta, X)
+            c = self.head.residual(z, y)[1]
+            H = self.network.gauss_newton_matrix(cache, self.head.curvature_matrix(c)) / n
+        else:
+            hvp = self.grad_hvp(theta, X, y, 0.0)[1]
+            size = math.prod(theta.shape[theta.ndim - self.param_ndim:])
+            eye = xp.eye(size, dtype=xp.result_type(theta, X), device=device(X))
+            shape = (X.shape[0],) + tuple(theta.shape[theta.ndim - self.param_ndim:])
+            H = xp.stack([hvp(xp.broadcast_to(xp.reshape(eye[j, ...], shape[1:]), shape))
+                          for j in range(size)], axis=-1)
         if l2:
             H = H + l2 * xp.eye(H.shape[-1], dtype=H.dtype, device=device(H))
         return H
@@ -120,14 +140,13 @@ class Model:
     def grad(self, theta, X, y, *, l2=0.0):
         """Gradient of :meth:`loss`, ``theta``'s shape per task: (H2)."""
         c = problem.model_call(self, theta, X, y, l2=l2)
-        return c.finish(lambda: self.grad_state(c.theta, c.X, c.y, c.l2)[0], "the gradient")
+        return c.finish(lambda: self.grad_hvp(c.theta, c.X, c.y, c.l2)[0], "the gradient")
 
     def hvp(self, theta, X, y, v, *, l2=0.0):
         """Hessian-vector product ``H(theta) v``: (H4). ``v`` has ``theta``'s shape, or one direction
         per task for a stack."""
         c = problem.model_call(self, theta, X, y, l2=l2, v=v)
-        return c.finish(lambda: self.hvp_state(self.grad_state(c.theta, c.X, c.y, c.l2)[1], c.X, c.v, c.l2),
-                        "the Hessian-vector product")
+        return c.finish(lambda: self.grad_hvp(c.theta, c.X, c.y, c.l2)[1](c.v), "the Hessian-vector product")
 
     def hessian(self, theta, X, y, *, l2=0.0):
         """Explicit Hessian ``(P, P)`` or ``(T, P, P)``, ``P = theta.size`` per task, ``theta``
@@ -144,6 +163,7 @@ class Model:
         """Class probabilities ``(n, C)`` or ``(T, n, C)``, two classes for the logistic head
         (``1 - p``, ``p``); a ValueError for regression: (H6)."""
         if not self.head.classification:
-            self.head.class_probabilities(None)
+            raise ValueError(f"the {self.head.name} head has no classes: accuracy is defined for the logistic "
+                             "and softmax heads only")
         c = problem.model_call(self, theta, X)
         return c.finish(lambda: self.class_probability_matrix(c.theta, c.X), "the class probabilities")

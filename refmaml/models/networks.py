@@ -1,17 +1,10 @@
 """Networks: maps from parameters to outputs, ``derivations/models.md`` (H1)-(H5).
 
-A network gives, per task (a leading task axis on ``X``, and on ``theta`` where each task has
-its own parameters):
-
-* ``forward(theta, X)``: the outputs ``z (T, n) + q`` and a cache of what the backward passes
-  need;
-* ``vjp(cache, X, r)``: ``J^T r``, the parameters' share of output adjoints ``r`` (H2);
-* ``hvp(cache, X, v, head, c, r)``: ``J^T W (J v) + R[v]``, the Gauss-Newton product with the
-  head's curvature plus the network's second-order term weighted by the residuals (H4);
-* ``hessian(cache, X, head, c, r)``: the same as an explicit ``(T, P, P)`` matrix (H3), (H7).
-
-The linear network here has ``R = 0`` (H5). Neither function checks its inputs; the models
-validate once per public call.
+A network has the members of ``refmaml.models.protocol.Network`` (``forward``, ``vjp``, ``jvp``,
+``r_vjp``) and of ``NetworkShapes``. The linear network here has ``R = 0`` (H5); it also forms its
+explicit Hessian blocks (H7) and, for the dual form (``derivations/dual.md``), reads parameters
+and outputs as matrices (``as_matrix``, ``from_matrix``). Nothing checks its inputs; the models
+validate once per public call. Networks built from layers are :mod:`refmaml.models.sequential`.
 """
 
 from .._xp import array_namespace
@@ -57,29 +50,33 @@ class Linear:
         return lambda C: f"theta has {C} classes (shape {tuple(shape)})"
 
     def forward(self, theta, X):
-        """``z = X theta``, ``(T, n) + q`` (H5); the linear network keeps no cache."""
-        return self._apply(X, theta), None
+        """``z = X theta``, ``(T, n) + q`` (H5); the cache is ``X`` itself."""
+        return self._apply(X, theta), X
 
     def _apply(self, X, a):
         if self.param_ndim == 2:
             return X @ a
         return (X @ a[..., None])[..., 0]
 
-    def vjp(self, cache, X, r):
-        """``J^T r = X^T r`` per task (H2), (H5)."""
+    def vjp(self, X, r):
+        """``J^T r = X^T r`` per task (H2), (H5); no adjoints to keep."""
         xp = array_namespace(X)
         if self.param_ndim == 2:
-            return xp.matrix_transpose(X) @ r
-        return (xp.matrix_transpose(X) @ r[..., None])[..., 0]
+            return xp.matrix_transpose(X) @ r, None
+        return (xp.matrix_transpose(X) @ r[..., None])[..., 0], None
 
-    def hvp(self, cache, X, v, head, c, r):
-        """``X^T C (X v)``: the Gauss-Newton product, exact since ``R = 0`` (H4), (H5)."""
-        return self.vjp(cache, X, head.curvature(c, self._apply(X, v)))
+    def jvp(self, X, v):
+        """``J v = X v`` (H5)."""
+        return self._apply(X, v), None
 
-    def hessian(self, cache, X, head, c, r):
-        """``sum_i (x_i x_i^T) (x) W_i``, ``(T, dq, dq)`` row-major (H7); not divided by ``n``."""
+    def r_vjp(self, X, adjoints, tangents, u, second_order=True):
+        """``X^T u``: exact, since ``R = 0`` (H4), (H5)."""
+        return self.vjp(X, u)[0]
+
+    def gauss_newton_matrix(self, X, W):
+        """``sum_i (x_i x_i^T) (x) W_i`` for curvature matrices ``W (T, n, q, q)``, ``(T, dq, dq)``
+        row-major (H7); not divided by ``n``."""
         xp = array_namespace(X)
-        W = head.curvature_matrix(c)  # (T, n, q, q)
         T, n, d = X.shape
         q = W.shape[-1]
         W = xp.permute_dims(W, (0, 2, 3, 1))[..., None]  # (T, q, q, n, 1)

@@ -72,7 +72,7 @@ class Case:
         return replace(self, theta=r(self.theta), Xs=r(self.Xs), Xq=r(self.Xq), inner_lr=rate)
 
 
-def _labels(rng, model, shape, logits=None):
+def _labels(rng, model, shape):
     if model == "linear":
         return rng.standard_normal(shape)
     if model == "logistic":

@@ -440,10 +440,3 @@ def read_results(path):
                                        _array(entry["meta_grad"], f"{where}.meta_grad", case.theta.shape),
                                        rate_grad)
     return dtype, produced, options, version
-
-
-def load_results(path):
-    """Read and validate a results file: ``(dtype, {case id: Answer})`` (:func:`read_results` without
-    the options and version)."""
-    dtype, produced, _, _ = read_results(path)
-    return dtype, produced

@@ -91,7 +91,7 @@ def _inner_solve(p, lam, tol):
     by conjugate gradients to the forcing tolerance ``min(1/2, sqrt(r))``
     (``r`` the relative gradient norm), then Armijo backtracking on ``G``. It
     stops when ``||grad G(phi)|| <= tol ||grad L_s(theta)||`` for every task.
-    Returns ``(phi, curvature state at phi, relative residual (T,), iterations)``.
+    Returns ``(phi, the Hessian-vector product at phi, relative residual (T,), iterations)``.
     """
     xp, model = p.xp, p.model
     anchor = xp.broadcast_to(p.theta, (p.Xs.shape[0],) + tuple(p.theta.shape))
@@ -102,7 +102,7 @@ def _inner_solve(p, lam, tol):
         return model.value(phi, p.Xs, p.ys, p.l2) + (lam / 2) * _xp.task_dot(xp, phi - anchor, phi - anchor)
 
     phi = anchor
-    g, state = model.grad_state(phi, p.Xs, p.ys, p.l2)
+    g, hvp = model.grad_hvp(phi, p.Xs, p.ys, p.l2)
     if not _xp.all_finite(xp, g, objective(phi)):
         raise _overflow()
     scale = _safe(xp, _norm(xp, g))
@@ -113,8 +113,8 @@ def _inner_solve(p, lam, tol):
         if bool(xp.all(done)) or iteration == NEWTON_MAXITER:
             break
 
-        def hessian(v, state=state):
-            return model.hvp_state(state, p.Xs, v, p.l2) + lam * v
+        def hessian(v, hvp=hvp):
+            return hvp(v) + lam * v
 
         forcing = xp.minimum(xp.sqrt(residual), xp.full_like(residual, 0.5))
         d, _, _ = conjugate_gradient(xp, hessian, -grad, forcing, 10 * size + 10,
@@ -139,7 +139,7 @@ def _inner_solve(p, lam, tol):
                 "tol may be below what rounding allows, or lam, l2, theta or Xs badly scaled",
                 residual=float(xp.max(residual)), tolerance=tol)
         phi = phi + _per_task(xp, t, d) * d
-        g, state = model.grad_state(phi, p.Xs, p.ys, p.l2)
+        g, hvp = model.grad_hvp(phi, p.Xs, p.ys, p.l2)
     worst = float(xp.max(residual))
     if not worst <= tol:
         raise ConvergenceError(
@@ -147,7 +147,7 @@ def _inner_solve(p, lam, tol):
             f"after {NEWTON_MAXITER} Newton steps, above tol={tol:.1e}; "
             "loosen tol, or increase lam (a better conditioned inner problem)",
             residual=worst, tolerance=tol)
-    return phi, state, residual, iteration
+    return phi, hvp, residual, iteration
 
 
 def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0, tol=None,
@@ -186,11 +186,11 @@ def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0
     size = math.prod(p.theta.shape)
     cg_maxiter = 10 * size + 10 if cg_maxiter is None else _validate.steps(cg_maxiter, "cg_maxiter")
     with _xp.quiet_overflow():
-        phi, state, inner_residual, inner_iterations = _inner_solve(p, lam, tol)
+        phi, hvp, inner_residual, inner_iterations = _inner_solve(p, lam, tol)
         losses, gq = p.model.value_grad(phi, p.Xq, p.yq, 0.0)
 
         def system(v):
-            return v + p.model.hvp_state(state, p.Xs, v, p.l2) / lam
+            return v + hvp(v) / lam
 
         g, cg_residual, cg_iterations = conjugate_gradient(xp, system, gq, tol, cg_maxiter,
                                                            what="implicit gradient", lam=lam)
