@@ -188,3 +188,30 @@ def jax_maml(model, bug=None):
         return out + (np.asarray(g_lr),) if np.ndim(inner_lr) else out
 
     return fn
+
+
+# --- PyTorch networks: nn.Sequential through torch.func --------------------------------------
+
+def named_views(net, flat):
+    """``{name: view of flat}`` for ``torch.func.functional_call(net, ...)``: the flat vector split in
+    the order of ``net.named_parameters()`` (that of ``parameters_to_vector``)."""
+    out, start = {}, 0
+    for name, p in net.named_parameters():
+        out[name] = flat[start:start + p.numel()].view_as(p)
+        start += p.numel()
+    return out
+
+
+def torch_meta_loss(torch, task_loss, theta, Xs, ys, Xq, yq, inner_lr, inner_steps, l2):
+    """MAML's meta-loss as a PyTorch loop writes it: per task ``inner_steps`` steps of
+    ``phi - inner_lr * grad`` with ``create_graph=True`` on ``task_loss(phi, X, y, l2)``, then the
+    mean over tasks of the query loss (no ``l2``)."""
+    losses = []
+    for k in range(Xs.shape[0]):
+        phi = theta
+        for _ in range(inner_steps):
+            g, = torch.autograd.grad(task_loss(phi, torch.tensor(Xs[k]), torch.tensor(ys[k]), l2), phi,
+                                     create_graph=True)
+            phi = phi - inner_lr * g
+        losses.append(task_loss(phi, torch.tensor(Xq[k]), torch.tensor(yq[k])))
+    return torch.stack(losses).mean()

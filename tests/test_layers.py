@@ -17,6 +17,7 @@ from refmaml.models import MLP, Sequential, from_spec, layers, networks, protoco
 from refmaml.models import get as get_model
 
 from . import reference as ref
+from . import referees
 
 
 class Scale:
@@ -195,18 +196,9 @@ def test_pytorch_referee_for_test_only_layers(head, out):
     theta, Xs, ys, Xq, yq = data(model, head, out, seed=7)
     net = _torch_network(torch, head, out)
     torch.nn.utils.vector_to_parameters(torch.tensor(theta), net.parameters())
-    shapes = [(name, p.shape) for name, p in net.named_parameters()]
-
-    def params(flat):
-        out_, start = {}, 0
-        for name, shape in shapes:
-            size = int(np.prod(shape))
-            out_[name] = flat[start:start + size].view(shape)
-            start += size
-        return out_
 
     def task_loss(flat, X, y, l2=0.0):
-        z = functional_call(net, params(flat), (X,))
+        z = functional_call(net, referees.named_views(net, flat), (X,))
         if head == "mse":
             loss = F.mse_loss(z, y)
         elif head == "logistic":
@@ -216,15 +208,7 @@ def test_pytorch_referee_for_test_only_layers(head, out):
         return loss + l2 / 2 * torch.sum(flat * flat)
 
     t = torch.tensor(theta, requires_grad=True)
-    losses = []
-    for k in range(Xs.shape[0]):
-        phi = t
-        for _ in range(3):
-            g, = torch.autograd.grad(task_loss(phi, torch.tensor(Xs[k]), torch.tensor(ys[k]), 0.1), phi,
-                                     create_graph=True)
-            phi = phi - 0.2 * g
-        losses.append(task_loss(phi, torch.tensor(Xq[k]), torch.tensor(yq[k])))
-    meta = torch.stack(losses).mean()
+    meta = referees.torch_meta_loss(torch, task_loss, t, Xs, ys, Xq, yq, 0.2, 3, 0.1)
     want, = torch.autograd.grad(meta, t)
     loss, g = refmaml.meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=0.2, inner_steps=3, model=model, l2=0.1)
     assert abs(float(loss) - meta.item()) <= 1e-12 * abs(meta.item())

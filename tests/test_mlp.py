@@ -21,6 +21,7 @@ from refmaml import check
 from refmaml.models import MLP, linear, logistic
 
 from . import reference as ref
+from . import referees
 
 MARGIN = 1e-3
 HEADS = [("mse", 2), ("logistic", 1), ("softmax", 3)]
@@ -326,15 +327,8 @@ def test_pytorch_referee(act, head, out):
     assert abs(_torch_loss(torch, model, net(X0), y0).item() - float(model.loss(theta, Xs[0], ys[0]))) \
         <= 1e-14 * abs(float(model.loss(theta, Xs[0], ys[0])))
 
-    def params(flat):
-        out_, start = {}, 0
-        for name, p in net.named_parameters():
-            out_[name] = flat[start:start + p.numel()].view_as(p)
-            start += p.numel()
-        return out_
-
     def task_loss(flat, X, y, l2=0.0):
-        loss = _torch_loss(torch, model, functional_call(net, params(flat), (X,)), y)
+        loss = _torch_loss(torch, model, functional_call(net, referees.named_views(net, flat), (X,)), y)
         return loss + l2 / 2 * torch.sum(flat * flat)
 
     t = torch.tensor(theta, requires_grad=True)
@@ -343,15 +337,7 @@ def test_pytorch_referee(act, head, out):
     v = np.random.default_rng(4).standard_normal(model.size)
     Hv, = torch.autograd.grad(g, t, torch.tensor(v))
     assert ref.rel_err(Hv.numpy(), model.hvp(theta, Xs[0], ys[0], v, l2=0.1)) <= 1e-12
-    losses = []
-    for k in range(Xs.shape[0]):
-        phi = t
-        for _ in range(3):
-            gk, = torch.autograd.grad(task_loss(phi, torch.tensor(Xs[k]), torch.tensor(ys[k]), 0.1), phi,
-                                      create_graph=True)
-            phi = phi - 0.2 * gk
-        losses.append(task_loss(phi, torch.tensor(Xq[k]), torch.tensor(yq[k])))
-    meta = torch.stack(losses).mean()
+    meta = referees.torch_meta_loss(torch, task_loss, t, Xs, ys, Xq, yq, 0.2, 3, 0.1)
     want, = torch.autograd.grad(meta, t)
     loss, got = refmaml.meta_value_and_grad(theta, Xs, ys, Xq, yq, model=model, **inner)
     assert ref.rel_err(got, want.numpy()) <= 1e-12
