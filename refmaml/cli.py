@@ -191,8 +191,7 @@ def _explain(args):
 
     try:
         sizes = None if args.sizes is None else tuple(int(s) for s in args.sizes.split(","))
-        model = "mlp" if sizes is not None else args.model
-        obj, name, inputs = explain.problem(model, features=args.features, support=args.support, query=args.query,
+        obj, name, inputs = explain.problem(args.model, features=args.features, support=args.support, query=args.query,
                                             steps=args.steps, inner_lr=args.inner_lr, l2=args.l2, seed=args.seed,
                                             rates=args.rates, sizes=sizes, activation=args.activation,
                                             loss=args.loss)

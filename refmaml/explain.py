@@ -21,45 +21,31 @@ import json
 
 import numpy as np
 
-from . import _xp, adapt, check, dual, meta_value_and_grad, models, policy, problem as validated
-from .models import MLP
+from . import _xp, adapt, check, dual, instances, meta_value_and_grad, models, policy, problem as validated
 
-MODEL_EQUATIONS = {
-    "logistic": dict(outputs="logistic.md (L1)", residual="logistic.md (L9)", grad="logistic.md (L4)",
-                     hvp="logistic.md (L11)", loss="logistic.md (L2), (L8)"),
-    "softmax": dict(outputs="softmax.md (S1)", residual="softmax.md (S8)", grad="softmax.md (S4)",
-                    hvp="softmax.md (S10)", loss="softmax.md (S2), (S7)"),
-    "linear": dict(outputs="linear.md (Q1)", residual="models.md (H6)", grad="linear.md (Q2)",
-                   hvp="linear.md (Q3)", loss="linear.md (Q1)"),
-    "mlp": dict(outputs="mlp.md (N1)", residual="models.md (H6)", grad="mlp.md (N2), (N3)",
-                hvp="mlp.md (N4)-(N6)", loss="models.md (H1)"),
-}
 RATES = ("scalar", "per-step", "per-parameter")
 
 
 def problem(model="logistic", *, features=2, support=3, query=2, steps=2, inner_lr=0.5, l2=0.0, seed=0,
             rates="scalar", sizes=None, activation="tanh", loss="mse"):
-    """The walk-through's inputs: ``(model object, name, inputs dict)``, seeded, two decimals."""
+    """The walk-through's inputs: ``(model object, name, inputs dict)``, seeded, two decimals.
+
+    ``model`` is a registered name or a model object; ``sizes`` (with ``activation`` and ``loss``)
+    takes the MLP preset instead. A linear model gets ``features`` features (and 3 classes for
+    softmax); a network's parameters are its initialisation ``init(seed)``."""
     rng = np.random.default_rng(seed)
-    if model == "mlp":
-        net = MLP(sizes or (features, 3, 1), activation, loss)
-        shape, d, out = (net.size,), net.sizes[0], net.sizes[-1]
-        theta = np.round(net.init(seed), 2)
-        obj, name = net, "mlp"
+    obj = models.MLP(sizes, activation, loss) if sizes is not None else models.get(model)
+    shape = obj.parameter_shape(features, 3)
+    if obj.linear:
+        theta = np.round(obj.random_parameters(rng, shape, 0.5), 2)
     else:
-        obj, name = models.get(model), model
-        d, out = features, 3
-        shape = (d, out) if model == "softmax" else (d,)
-        theta = np.round(0.5 * rng.standard_normal(shape), 2)
+        theta = np.round(obj.init(seed), 2)
+    d, outputs = obj.dimensions(shape)
+    name = obj.name if obj.linear else repr(obj)
 
     def targets(size):
-        head = obj.head.name
-        if head == "mse":
-            extra = (out,) if name == "mlp" else ()
-            return np.round(rng.standard_normal((size,) + extra), 2)
-        classes = 2 if head == "logistic" else out
-        y = rng.integers(0, classes, size)
-        return y.astype(np.float64) if head == "logistic" else y
+        y = instances.targets(rng, obj, (size,), outputs)
+        return np.round(np.reshape(y, (size,) + tuple(outputs)), 2) if obj.targets == "real" else y
 
     Xs, Xq = np.round(rng.standard_normal((support, d)), 2), np.round(rng.standard_normal((query, d)), 2)
     ys, yq = targets(support), targets(query)
@@ -70,7 +56,7 @@ def problem(model="logistic", *, features=2, support=3, query=2, steps=2, inner_
     else:
         rate = np.round(inner_lr * (0.5 + rng.random(shape)), 2)
     inputs = dict(theta=theta, Xs=Xs, ys=ys, Xq=Xq, yq=yq, inner_lr=rate, inner_steps=int(steps), l2=float(l2),
-                  model=repr(obj) if name == "mlp" else name)
+                  model=name)
     return obj, name, inputs
 
 
@@ -100,7 +86,7 @@ def walk(obj, name, inputs, *, first_order=False, form="primal"):
     """Every quantity of the computation, in order: a JSON-ready dict (see the module docstring):
     the inner loop (M2), the query loss (M3), the reverse pass (M6), (V2), first order (M8), rates (V3)-(V4);
     with ``form="dual"`` also the Gram form (G2)-(G6)."""
-    eq = MODEL_EQUATIONS[name]
+    eq = obj.equations
     theta, Xs, ys, Xq, yq = (inputs[k] for k in ("theta", "Xs", "ys", "Xq", "yq"))
     rate, K, l2 = inputs["inner_lr"], inputs["inner_steps"], inputs["l2"]
     xp = _xp.NUMPY
@@ -111,7 +97,7 @@ def walk(obj, name, inputs, *, first_order=False, form="primal"):
         y = obj.labels(xp, "cpu", ys, Xs, path[k].shape, np.float64, "ys")
         r, c = obj.head.residual(z[None], y[None])
         entry = {"k": k, "theta": path[k], "logits": z}
-        if name == "softmax":
+        if obj.targets == "classes" and obj.linear:  # softmax.md's walk-through shows the probabilities
             entry["probabilities"] = c[0]
         else:
             entry["residuals"] = r[0]

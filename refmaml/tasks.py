@@ -29,7 +29,7 @@ import dataclasses
 
 import numpy as np
 
-from . import _validate
+from . import _validate, models
 from .models import MLP
 
 SPLITS = {"train": 0, "test": 1}
@@ -68,7 +68,7 @@ class Family:
     @property
     def parameter_shape(self):
         """Shape of the model's parameters: ``(d,)`` (logistic) or ``(d, C)`` (softmax)."""
-        return (self.d,) if self.model == "logistic" else (self.d, self.classes)
+        return models.get(self.model).parameter_shape(self.d, self.classes)
 
     def initial(self, seed):
         """The parameters every method starts from: zeros for the linear models (T9)."""
@@ -226,7 +226,7 @@ class Digits(Family):
         rows = np.concatenate([support, query])
         labels = np.concatenate([np.full(per_class[0], j) for j in range(self.classes)]
                                 + [np.full(per_class[1], j) for j in range(self.classes)])
-        y = labels.astype(np.float64) if self.model == "logistic" else labels.astype(np.int64)
+        y = labels.astype(np.float64) if models.get(self.model).targets == "binary" else labels.astype(np.int64)
         return self._X[rows], y, None
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import array_api_compat
 import numpy as np
 
-from . import _text, _validate, adapt, check, imaml_value_and_grad, meta_value_and_grad, models
+from . import _text, _validate, adapt, check, imaml_value_and_grad, instances, meta_value_and_grad, models
 from . import reptile_direction
 from .models import linear, logistic, softmax
 
@@ -83,20 +83,14 @@ class _Instance:
         rng = np.random.default_rng(seed)
         self.xp, self.device, self.dtype = xp, device, dtype
         self.name, self.model = model, models.get(VERIFIED.get(model, model))
-        network = isinstance(self.model, models.MLP)
-        head = self.model.head.name
-        if network:
-            shape, classes, d = (self.model.size,), self.model.sizes[-1], self.model.sizes[0]
-        else:
-            shape, classes = ((d, C), C) if model == "softmax" else ((d,), 2)
+        shape = self.model.parameter_shape(d, C)
         put = self.put
+        self.theta = put(self.model.random_parameters(rng, shape, 0.5))
+        d, outputs = self.model.dimensions(shape)
 
-        def targets(size):  # real targets for regression, class labels otherwise
-            if head == "mse":
-                return rng.standard_normal(tuple(np.atleast_1d(size)) + ((classes,) if network else ()))
-            return rng.integers(0, classes, size)
+        def targets(size):  # in the model's form (instances.targets)
+            return instances.targets(rng, self.model, tuple(np.atleast_1d(size)), outputs)
 
-        self.theta = put(self.model.init(int(rng.integers(2**31))) if network else 0.5 * rng.standard_normal(shape))
         self.X = put(rng.standard_normal((n, d)))
         self.y = put(targets(n))
         self.u = put(rng.standard_normal(shape))
@@ -108,7 +102,7 @@ class _Instance:
         self.l2 = 0.1
         self.alpha = 0.4
         self.K = 3
-        self.lam = 10.0 if network else 1.0  # a network's support loss needs lam above -min eig H_s (V12)
+        self.lam = 1.0 if self.model.convex else 10.0  # a nonconvex support loss needs lam above -min eig H_s (V12)
         lead = (1,) * len(shape)
         self.rates = {  # inner_lr shapes of derivations/variants.md (V1)
             "scalar": put(np.float64(self.alpha)),
@@ -395,7 +389,7 @@ def _dual_equals_primal(rates):
     return run
 
 
-def _variant_identities(name):
+def _variant_identities(name, model):
     rows = [(f"learned rates ({name}, {kind}): rate gradient = complex step", "variants.md (V3), (V4)",
              1e-12, False, _rate_gradient(kind))
             for kind in ("scalar", "per parameter", "per step", "per step and parameter")]
@@ -409,7 +403,7 @@ def _variant_identities(name):
          "variants.md (V7)-(V9)", 0.05, True, _taylor_order),
         (f"iMAML ({name}) gradient = central differences", "variants.md (V11)", 1e-6, True, _imaml_central),
         (f"iMAML ({name}) gradient = complex step, 60 unrolled prox steps", "variants.md (V11)", 1e-10, True,
-         _imaml_unrolled) if name != "linear" else
+         _imaml_unrolled) if not model.constant_curvature else
         (f"iMAML ({name}) gradient = complex step, prox steps unrolled to contraction 1e-13",
          "variants.md (V11)", 1e-10, True, lambda p: _imaml_unrolled(p, steps=None)),
         (f"iMAML ({name}) inner residual ||grad G|| / ||grad L_s(theta)||", "variants.md (V12)",
@@ -451,7 +445,7 @@ def _split(p):
     return check.relative_error(R, want)
 
 
-def _model_identities(name, eq):
+def _model_identities(name, eq, model=None):
     """The identities every model satisfies; ``eq`` maps each to its equation labels."""
     return [
         (f"{name} gradient = complex step", eq["grad"], 1e-12, False,
@@ -467,8 +461,8 @@ def _model_identities(name, eq):
          lambda p: check.hvp_symmetry_error(p.hvp, p.theta, p.u, p.v)),
     ] + ([(f"{name} Hessian PSD (-min eig / max |eig|)", eq["psd"], 1e-12, False, _psd)] if "psd" in eq else [
         (f"{name} HVP = Gauss-Newton part + second-order term R[v]", eq["split"], 1e-12, False, _split),
-    ]) + ([(f"{name} loss, gradient at logits +-1e4", eq["saturated"], 1e-12, False,
-           _saturated_logistic if name == "logistic" else _saturated_softmax)] if "saturated" in eq else []) + [
+    ]) + ([(f"{name} loss, gradient at logits +-1e4", eq["saturated"][0], 1e-12, False, eq["saturated"][1])]
+          if "saturated" in eq else []) + [
         (f"MAML ({name}) meta-gradient = complex step (K=3)", "maml.md (M6)", 1e-12, False,
          lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta()(t)[1], p.theta)),
         (f"MAML ({name}) meta-gradient = central differences (K=3)", "maml.md (M6)", 1e-6, True,
@@ -482,7 +476,7 @@ def _model_identities(name, eq):
         (f"first-order MAML ({name}) = query gradient at theta_K", "maml.md (M8)", 1e-12, False,
          _reduces_to_query_gradient(first_order=True)),
         (f"MAML ({name}) batch = mean of single tasks", "maml.md (M4)", 1e-12, False, _batch_mean),
-    ] + (_dual_identities(name) if "psd" in eq else []) + _variant_identities(name)
+    ] + (_dual_identities(name) if "psd" in eq else []) + _variant_identities(name, model or models.get(name))
 
 
 def _linear_rate(p, kind):
@@ -556,10 +550,12 @@ _NETWORK = dict(grad="mlp.md (N2), (N3)", hvp="mlp.md (N4)-(N6)", hessian="mlp.m
 IDENTITIES = {
     "logistic": _model_identities("logistic", dict(
         grad="logistic.md (L4)", hvp="logistic.md (L11)", hessian="logistic.md (L10)",
-        psd="logistic.md (L12)", symmetry="logistic.md (L12)", saturated="logistic.md (L8), (L9)")),
+        psd="logistic.md (L12)", symmetry="logistic.md (L12)",
+        saturated=("logistic.md (L8), (L9)", _saturated_logistic))),
     "softmax": _model_identities("softmax", dict(
         grad="softmax.md (S4)", hvp="softmax.md (S10)", hessian="softmax.md (S9)",
-        psd="softmax.md (S11)", symmetry="softmax.md (S11)", saturated="softmax.md (S7), (S8)")) + [
+        psd="softmax.md (S11)", symmetry="softmax.md (S11)",
+        saturated=("softmax.md (S7), (S8)", _saturated_softmax))) + [
         ("softmax H (u 1^T) = 0 at l2=0 (||H u1^T|| / ||H|| ||u1^T||)", "softmax.md (S12)",
          1e-15, False, _null_space),
         ("MAML (softmax) meta-gradient rows sum to 0, l2=0", "softmax.md (S13)", 1e-14, False,
@@ -575,7 +571,7 @@ IDENTITIES = {
         ("MAML softmax C=2 = logistic on t1-t0, rate 2 alpha", "softmax.md (S14)", 1e-12, False,
          _two_classes),
     ],
-    **{name: _model_identities(name, _NETWORK) for name in VERIFIED},
+    **{name: _model_identities(name, _NETWORK, model) for name, model in VERIFIED.items()},
     "linear": _model_identities("linear", dict(
         grad="linear.md (Q2)", hvp="linear.md (Q3)", hessian="linear.md (Q3)", psd="linear.md (Q3)",
         symmetry="linear.md (Q3)"))
@@ -590,8 +586,7 @@ def _kink_free(seed, model):
     """The seed of the instance for ``model``: ``seed`` itself, or for a ReLU network the first of
     ``(seed, 1), (seed, 2), ...`` whose pre-activations (support set along the inner loop, and the
     query and single-task sets) all stay ``RELU_MARGIN`` away from 0."""
-    spec = VERIFIED.get(model)
-    if spec is None or spec.activation != "relu":
+    if not models.get(VERIFIED.get(model, model)).kinks:
         return seed
     numpy = array_api_compat.array_namespace(np.empty(0))
     for attempt in range(1000):
@@ -599,28 +594,43 @@ def _kink_free(seed, model):
         p = _Instance(numpy, "cpu", np.dtype("float64"), candidate, model)
         path = p.adapt(p.theta, return_trajectory=True)
         points = [(path[k, ...], p.Xs) for k in range(path.shape[0])] + [(p.theta, p.Xq), (p.theta, p.X[None])]
-        smallest = min(float(np.min(distance)) for theta, X in points
-                       for _, distance in spec.network.kink_distances(spec.network.forward(theta, X)[1]))
+        smallest = min(p.model.kink_distance(theta, X) for theta, X in points)
         if smallest >= RELU_MARGIN:
             return candidate
     raise RuntimeError(f"no instance of {model} keeps its pre-activations {RELU_MARGIN} from 0")
 
 
+def _rows(identities, seeds, dtypes, only=None):
+    """Rows of ``identities`` (``{model: [identity, ...]}``) on every backend (or those named in
+    ``only``) and dtype, each model's instance drawn from ``seeds[model]``."""
+    rows = []
+    for backend, xp, device in backends():
+        if only is not None and backend not in only:
+            continue
+        for dtype in dtypes:
+            scale = float(np.finfo(dtype).eps) / EPS64
+            for model, checks in identities.items():
+                p = _Instance(xp, device, np.dtype(dtype), seeds[model], model)
+                rows += [Row(identity, label, backend, dtype, float(fn(p)), tol * scale)
+                         for identity, label, tol, f64_only, fn in checks if dtype == "float64" or not f64_only]
+    return rows
+
+
+def check_model(model, name, *, seed=0, only=None, dtypes=("float64", "float32")):
+    """Every identity of a network's rows (gradient, HVP, Hessian, symmetry, the (H12) split, MAML's
+    and the variants') for any model object, as ``refmaml verify`` checks its own networks; returns
+    a list of :class:`Row`. ``only`` names the backends to use (default: every one present); the
+    identities cite the model's own equation labels (``model.equations``)."""
+    eq = model.equations
+    checks = _model_identities(name, dict(grad=eq["grad"], hvp=eq["hvp"], hessian="models.md (H3)",
+                                          symmetry="models.md (H3)", split="models.md (H12)"), model)
+    return _rows({model: checks}, {model: _kink_free(_validate.integer(seed, "seed"), model)}, dtypes, only)
+
+
 def run(seed=0, dtypes=("float64", "float32")):
     """Check every identity on every backend and dtype; returns a list of :class:`Row`."""
     seed = _validate.integer(seed, "seed")
-    seeds = {model: _kink_free(seed, model) for model in IDENTITIES}
-    rows = []
-    for name, xp, device in backends():
-        for dtype in dtypes:
-            scale = float(np.finfo(dtype).eps) / EPS64
-            for model, identities in IDENTITIES.items():
-                p = _Instance(xp, device, np.dtype(dtype), seeds[model], model)
-                for identity, label, tol, f64_only, fn in identities:
-                    if f64_only and dtype != "float64":
-                        continue
-                    rows.append(Row(identity, label, name, dtype, float(fn(p)), tol * scale))
-    return rows
+    return _rows(IDENTITIES, {model: _kink_free(seed, model) for model in IDENTITIES}, dtypes)
 
 
 def format_table(rows):

@@ -25,6 +25,7 @@ LAYERS = [
     ("policy", {"policy"}),
     ("maml", {"maml"}),
     ("variants", {"variants"}),
+    ("instances", {"instances"}),
     ("oracle", {"oracle"}),
     ("applications", {"tasks", "adam", "checkpoint", "evaluate", "train", "demo", "verify", "audit",
                       "tutorial", "explain", "cli", "__main__"}),

@@ -28,6 +28,9 @@ class Scale:
         self.features = features
         self.param_shapes = ((features,), (features,))
 
+    def __repr__(self):
+        return f"Scale({self.features})"
+
     def spec(self):
         return {"layer": "Scale", "features": self.features}
 
@@ -74,6 +77,9 @@ class Sine:
     """``b = sin(a)``: slope ``cos a``, curvature ``-sin a``."""
 
     param_shapes = ()
+
+    def __repr__(self):
+        return "Sine()"
 
     def spec(self):
         return {"layer": "Sine"}

@@ -33,6 +33,8 @@ class Head:
 
     name = ""
     classification = True
+    targets = ""  # the form of the targets: "binary" (0/1), "classes" (integers in [0, C)), "real"
+    constant_curvature = False  # whether d^2 l / dz^2 is the same at every z (H6)
 
     def class_probabilities(self, z):
         """Class probabilities ``(T, n, C)`` from the outputs (classification heads only)."""
@@ -45,6 +47,7 @@ class Logistic(Head):
     labels 0/1 (``derivations/logistic.md`` (L8)-(L10))."""
 
     name = "logistic"
+    targets = "binary"
 
     def labels(self, xp, dev, y, shape, outputs, dtype, name, classes_of):
         """Binary labels as ``dtype`` 0.0 and 1.0, shape ``shape`` (one per example).
@@ -108,6 +111,7 @@ class Softmax(Head):
     (``derivations/softmax.md`` (S2), (S7), (S8), (S10)). Targets reach the math one-hot."""
 
     name = "softmax"
+    targets = "classes"
 
     def labels(self, xp, dev, y, shape, outputs, dtype, name, classes_of):
         """Integer class labels in ``[0, C)`` returned one-hot, ``shape + (C,)`` of ``dtype``;
@@ -189,6 +193,8 @@ class MSE(Head):
 
     name = "mse"
     classification = False
+    targets = "real"
+    constant_curvature = True
 
     def labels(self, xp, dev, y, shape, outputs, dtype, name, classes_of):
         """Real targets of shape ``shape + outputs``, or ``shape`` when there is one output

@@ -20,7 +20,9 @@ from .. import _xp, problem
 from . import heads, networks
 from .model import Model
 
-MODEL = Model("linear", networks.Linear(1), heads.MSE_HEAD)
+MODEL = Model("linear", networks.Linear(1), heads.MSE_HEAD,
+              equations=dict(outputs="linear.md (Q1)", residual="models.md (H6)", grad="linear.md (Q2)",
+                             hvp="linear.md (Q3)", loss="linear.md (Q1)"))
 
 
 def loss(theta, X, y, *, l2=0.0):

@@ -11,7 +11,9 @@ axis is dropped for one task). ``MODEL`` is the model object the MAML functions 
 from . import heads, networks
 from .model import Model
 
-MODEL = Model("logistic", networks.Linear(1), heads.LOGISTIC)
+MODEL = Model("logistic", networks.Linear(1), heads.LOGISTIC,
+              equations=dict(outputs="logistic.md (L1)", residual="logistic.md (L9)", grad="logistic.md (L4)",
+                             hvp="logistic.md (L11)", loss="logistic.md (L2), (L8)"))
 
 
 def loss(theta, X, y, *, l2=0.0):

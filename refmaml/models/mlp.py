@@ -76,9 +76,16 @@ class MLP(Sequential):
         super().__init__(layers[:-1], loss=loss, input_shape=(sizes[0],))
         self.sizes, self.activation = sizes, activation
         self.name = f"MLP({sizes}, {activation!r}, {loss!r})"
+        self.equations = dict(outputs="mlp.md (N1)", residual="models.md (H6)", grad="mlp.md (N2), (N3)",
+                              hvp="mlp.md (N4)-(N6)", loss="models.md (H1)")
 
     def __repr__(self):
         return f"MLP(sizes={self.sizes}, activation={self.activation!r}, loss={self.loss_name!r})"
+
+    @property
+    def slug(self):
+        """``mlp-1x40x40x1-relu-mse``: for identifiers."""
+        return f"mlp-{'x'.join(map(str, self.sizes))}-{self.activation}-{self.loss_name}"
 
     def spec(self):
         """``{"model": "mlp", "sizes": [...], "activation": ..., "loss": ...}``."""

@@ -27,10 +27,12 @@ from .._xp import array_namespace
 class Model:
     """``network`` (parameters -> outputs) times ``head`` (outputs -> loss), registered as ``name``."""
 
-    def __init__(self, name, network, head):
+    def __init__(self, name, network, head, equations=None):
         self.name, self.network, self.head = name, network, head
         self.param_ndim = network.param_ndim
         self.linear = network.linear
+        # the labels a walk-through cites for this model: outputs, residual, grad, hvp, loss
+        self.equations = dict(equations or {})
 
     def __repr__(self):
         return f"<refmaml model {self.name!r}>"
@@ -39,6 +41,64 @@ class Model:
         """A JSON-able description, ``{"model": name}`` for a registered pair;
         :func:`refmaml.models.from_spec` rebuilds the model."""
         return {"model": self.name}
+
+    # --------------------------------------------------------------- capabilities
+    # What the tools ask of a model, declared here: they never test its class or its name.
+
+    @property
+    def slug(self):
+        """A short name for identifiers (test-vector case ids): the registered name."""
+        return self.name
+
+    @property
+    def targets(self):
+        """The form of the targets: ``"binary"`` (0/1), ``"classes"`` (integers) or ``"real"``."""
+        return self.head.targets
+
+    @property
+    def classification(self):
+        return self.head.classification
+
+    @property
+    def convex(self):
+        """Whether the loss is convex in theta: a linear network under a convex head (every head of
+        (H6) is), so that ``H`` is positive semi-definite everywhere (H3)."""
+        return self.linear
+
+    @property
+    def constant_curvature(self):
+        """Whether ``H`` is the same at every theta (a linear network under mse: closed forms)."""
+        return self.linear and self.head.constant_curvature
+
+    @property
+    def kinks(self):
+        """Whether the network has kinks (ReLU): derivatives jump there, and checks keep away."""
+        return bool(getattr(self.network, "kinks", False))
+
+    def dimensions(self, theta_shape):
+        """``(features, outputs)``: one example's number of features and output shape for one
+        task's parameters of shape ``theta_shape``."""
+        return self.network.dimensions(tuple(theta_shape))
+
+    def parameter_shape(self, features, classes):
+        """One task's parameter shape for ``features`` inputs and ``classes`` outputs (a network's
+        are fixed: both are ignored)."""
+        return self.network.parameter_shape(features, classes)
+
+    def random_parameters(self, rng, shape, scale):
+        """Parameters of ``shape`` for a random problem, from the NumPy generator ``rng``:
+        ``scale`` times standard normal entries."""
+        return scale * rng.standard_normal(shape)
+
+    def kink_distance(self, theta, X):
+        """The smallest distance of any kinked layer's input from its kink, over the examples of
+        ``X (T, n, d)`` at ``theta`` (validated NumPy arrays), one float; ``inf`` without kinks."""
+        import numpy as np
+
+        if not self.kinks:
+            return float("inf")
+        _, cache = self.network.forward(theta, X)
+        return min((float(np.min(d)) for _, d in self.network.kink_distances(cache)), default=float("inf"))
 
     # --------------------------------------------------------------- protocol: validation
 

@@ -32,6 +32,13 @@ class Linear:
                 f"{name} has shape {tuple(shape)}: {shape[-1]} class(es); the softmax model needs at "
                 f"least {self.min_outputs} classes (columns)")
 
+    def dimensions(self, shape):
+        """``(d, q)``: features and one example's output shape for parameters ``(d,)`` or ``(d, C)``."""
+        return shape[0], self.outputs(shape)
+
+    def parameter_shape(self, features, classes):
+        return (features,) if self.param_ndim == 1 else (features, classes)
+
     def outputs(self, shape):
         """Per-example output shape for one task's parameters of shape ``shape``."""
         return tuple(shape[1:])

@@ -140,6 +140,11 @@ class Head(Protocol):
     """A loss on the outputs, per task: ``(1/n) sum_i l(z_i, y_i)`` (H1), (H6)."""
 
     classification: bool
+    targets: str
+    """The form of the targets: ``"binary"`` (0/1), ``"classes"`` (integers in ``[0, C)``) or ``"real"``."""
+
+    constant_curvature: bool
+    """Whether ``d^2 l / dz^2`` is the same at every ``z`` (mse)."""
 
     def labels(self, xp, dev, y, shape, outputs, dtype, name, classes_of):
         """Targets checked and converted to the head's form (the one validating member)."""

@@ -69,6 +69,18 @@ class Layered:
     def outputs(self, shape):
         return () if self.squeeze else self.shapes[-1]
 
+    def dimensions(self, shape):
+        """``(d, q)``: the input features and one example's output shape (fixed by the layers)."""
+        return self.input_shape[0], self.outputs(shape)
+
+    def parameter_shape(self, features, classes):
+        return (self.size,)
+
+    @property
+    def kinks(self):
+        """Whether a layer has kinks (a ``kink_distance`` member, as ReLU)."""
+        return any(hasattr(layer, "kink_distance") for layer in self.layers)
+
     def describe_outputs(self, shape):
         return lambda C: f"{self.label} has {C} classes (outputs)"
 
@@ -189,7 +201,9 @@ class Sequential(Model):
             raise ValueError(f"the logistic head takes one output per example; the network gives {out[0]}")
         if loss == "softmax" and out[0] < 2:
             raise ValueError(f"the softmax head needs at least 2 outputs (classes); the network gives {out[0]}")
-        super().__init__(self._name(layers, loss, network.input_shape), network, heads.HEADS[loss])
+        super().__init__(self._name(layers, loss, network.input_shape), network, heads.HEADS[loss],
+                         equations=dict(outputs="models.md (H8)", residual="models.md (H6)", grad="models.md (H9)",
+                                        hvp="models.md (H10)-(H12)", loss="models.md (H1)"))
         self.layers, self.loss_name, self.input_shape = network.layers, loss, network.input_shape
         self.size = network.size
 
@@ -206,11 +220,22 @@ class Sequential(Model):
         return {"model": "sequential", "layers": [layer.spec() for layer in self.layers],
                 "loss": self.loss_name, "input_shape": list(self.input_shape)}
 
+    @property
+    def slug(self):
+        """``sequential-<8 hex digits of the spec's CRC-32>``: for identifiers."""
+        import zlib
+
+        return f"sequential-{zlib.crc32(json.dumps(self.spec(), sort_keys=True).encode()):08x}"
+
     def __eq__(self, other):
         return isinstance(other, Sequential) and self.spec() == other.spec()
 
     def __hash__(self):
         return hash(json.dumps(self.spec(), sort_keys=True))
+
+    def random_parameters(self, rng, shape, scale):
+        """PyTorch's default initialisation (:meth:`init`) seeded from ``rng``; ``scale`` is unused."""
+        return self.init(int(rng.integers(2**31)))
 
     def init(self, seed):
         """A float64 NumPy vector drawn as PyTorch's default initialisation of each layer, layer

@@ -13,7 +13,9 @@ functions use (``model="softmax"``); labels reach its math one-hot, ``Y (T, n, C
 from . import heads, networks
 from .model import Model
 
-MODEL = Model("softmax", networks.Linear(2, min_outputs=2), heads.SOFTMAX)
+MODEL = Model("softmax", networks.Linear(2, min_outputs=2), heads.SOFTMAX,
+              equations=dict(outputs="softmax.md (S1)", residual="softmax.md (S8)", grad="softmax.md (S4)",
+                             hvp="softmax.md (S10)", loss="softmax.md (S2), (S7)"))
 
 
 def loss(theta, X, y, *, l2=0.0):

@@ -61,8 +61,11 @@ def from_spec(spec, *, layers=None):
         return MODELS[kind]
     if kind == "mlp":
         _fields(spec, "the MLP spec", ("model", "sizes", "activation", "loss"))
-        if not isinstance(spec["sizes"], list) or len(spec["sizes"]) > MAX_LAYERS:
-            raise ValueError(f"the MLP spec's sizes must be a list of at most {MAX_LAYERS} widths")
+        sizes = spec["sizes"]
+        if not isinstance(sizes, list) or not 2 <= len(sizes) <= MAX_LAYERS or any(
+                isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+            raise ValueError(f"the MLP spec's sizes must be a list of 2 to {MAX_LAYERS} positive integers; "
+                             f"got {sizes!r:.200}")
         return MLP(spec["sizes"], spec["activation"], spec["loss"])
     if kind == "sequential":
         _fields(spec, "the Sequential spec", ("model", "layers", "loss", "input_shape"))

@@ -176,7 +176,7 @@ def wrong(case, rate, *, lr_grad):
         # (O10): every reverse step with the support Hessian at the last iterate; linear regression's
         # Hessian is constant, and there this is the truth
         "hessian_at_last_iterate": lambda: [unrolled(case, rate, hessian_at_last=True)]
-        if K >= 1 and not (isinstance(case.model, str) and case.model == "linear") else [],
+        if K >= 1 and not models.get(case.model).constant_curvature else [],
     }
     assert tuple(makers) == DIAGNOSES
     with np.errstate(over="ignore", invalid="ignore"):

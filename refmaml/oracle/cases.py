@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .. import instances, models
+
 VERSION = "2"          # the version ``refmaml vectors`` writes; version 1 stays readable
 VERSIONS = ("1", "2")
 MODELS = ("logistic", "softmax", "linear")  # version 1 has the first two
@@ -72,26 +74,16 @@ class Case:
         return replace(self, theta=r(self.theta), Xs=r(self.Xs), Xq=r(self.Xq), inner_lr=rate)
 
 
-def _labels(rng, model, shape):
-    if model == "linear":
-        return rng.standard_normal(shape)
-    if model == "logistic":
-        return rng.integers(0, 2, shape).astype(np.float64)
-    return rng.integers(0, CLASSES, shape).astype(np.int64)
-
-
 def _make(seed, model, *, T, n, m, d, K, l2=0.0, alpha=0.4, rates=False, scale=0.5, diagnostic=False,
           note="", tag=""):
     rng = np.random.default_rng(seed)
-    shape = (d, CLASSES) if model == "softmax" else (d,)
-    theta = scale * rng.standard_normal(shape)
-    Xs, Xq = rng.standard_normal((T, n, d)), rng.standard_normal((T, m, d))
-    ys, yq = _labels(rng, model, (T, n)), _labels(rng, model, (T, m))
-    inner_lr = alpha * rng.uniform(0.5, 1.5, shape) if rates else float(alpha)
+    p = instances.draw(rng, model, T=T, n=n, m=m, features=d, classes=CLASSES, scale=scale)
+    inner_lr = alpha * rng.uniform(0.5, 1.5, p.theta.shape) if rates else float(alpha)
     parts = [model, f"K{K}", f"T{T}", f"n{n}", f"m{m}", f"d{d}"]
     parts += (["l2"] if l2 else []) + (["rates"] if rates else []) + ([tag] if tag else [])
     tags = tuple(t for t, on in (("l2", bool(l2)), ("rates", rates), (tag, bool(tag))) if on)
-    return Case("-".join(parts), model, theta, Xs, ys, Xq, yq, inner_lr, K, float(l2), diagnostic, note, tags)
+    return Case("-".join(parts), model, p.theta, p.Xs, p.ys, p.Xq, p.yq, inner_lr, K, float(l2), diagnostic, note,
+                tags)
 
 
 def _saturated(seed, model, K):
@@ -112,8 +104,8 @@ def all_cases(version=VERSION, *, networks=True):
     out = []
     seed = 1000
     for model in MODELS[:2] + (MODELS[2:] if version == "2" else ()):
-        linear = model == "linear"
-        alpha = LINEAR_RATE if linear else 0.4
+        regression = models.get(model).targets == "real"
+        alpha = LINEAR_RATE if regression else 0.4
         for K in STEPS:
             for T in (1, 3):
                 for l2 in (0.0, 0.1):
@@ -126,7 +118,7 @@ def all_cases(version=VERSION, *, networks=True):
                 for K in (2, 3):
                     seed += 1
                     out.append(_make(seed, model, T=4, n=6, m=9, d=5, K=K, l2=l2, rates=rates,
-                                     alpha=LINEAR_RATE if linear else 0.5,
+                                     alpha=LINEAR_RATE if regression else 0.5,
                                      diagnostic=True, tag="diagnostic",
                                      note="every diagnosed bug is far from the truth and from the others"))
         seed += 1
@@ -136,7 +128,7 @@ def all_cases(version=VERSION, *, networks=True):
         out.append(_make(seed, model, T=3, n=1, m=1, d=4, K=2, note="one example per set", tag="oneexample",
                          alpha=alpha))
         seed += 1
-        if not linear:  # no probabilities to saturate
+        if not regression:  # no probabilities to saturate
             out.append(_saturated(seed, model, K=2))
     if version == "2" and networks:
         for network in NETWORKS():
@@ -166,32 +158,15 @@ NETWORK_STEP = 0.5  # the inner rate times the largest |eigenvalue| of the first
 
 def network_name(model):
     """The prefix of a network's case ids: ``mlp-1x40x40x1-relu-mse``."""
-    return f"mlp-{'x'.join(map(str, model.sizes))}-{model.activation}-{model.loss_name}"
+    return models.get(model).slug
 
 
 def sinusoid(model):
-    """Whether ``model`` takes the MAML paper's sinusoid tasks (one input, one output, mse)."""
-    return model.sizes[0] == 1 and model.sizes[-1] == 1 and model.loss_name == "mse"
-
-
-def _targets(rng, model, shape):
-    d_out = model.sizes[-1]
-    if model.loss_name == "mse":
-        return rng.standard_normal(shape + ((d_out,) if d_out > 1 else ()))
-    if model.loss_name == "logistic":
-        return rng.integers(0, 2, shape).astype(np.float64)
-    return rng.integers(0, d_out, shape).astype(np.int64)
-
-
-def _preactivations(model, theta, X):
-    """Every hidden pre-activation ``W h + b`` of ``X`` at ``theta`` (one task), flattened."""
-    out, h = [], X
-    layers = model.unflatten(theta)
-    for W, b in layers[:-1]:
-        z = h @ W.T + b
-        out.append(np.ravel(z))
-        h = np.tanh(z) if model.activation == "tanh" else np.maximum(z, 0)
-    return np.concatenate(out) if out else np.zeros(0)
+    """Whether ``model`` takes the MAML paper's sinusoid tasks: a network of one input and one real
+    output."""
+    model = models.get(model)
+    return not model.linear and model.targets == "real" and model.dimensions(model.parameter_shape(None, None)) \
+        == (1, (1,))
 
 
 def _curvature(model, theta, X, y, rng, iterations=30):
@@ -209,28 +184,21 @@ def _curvature(model, theta, X, y, rng, iterations=30):
 
 
 def _network_case(model, seed, *, T, n, m, K, l2=0.0, rates=False, diagnostic=False, note="", tag=""):
-    from ..maml import adapt  # a lower layer's public name
-
-    d = model.sizes[0]
     for attempt in range(100):
         rng = np.random.default_rng([seed, attempt])
-        theta = model.init(int(rng.integers(2**31)))
         if sinusoid(model):  # the MAML paper's regression: y = A sin(x - phase), x in [-5, 5]
+            theta = model.random_parameters(rng, model.parameter_shape(None, None), None)
             amplitude, phase = rng.uniform(0.1, 5.0, (T, 1)), rng.uniform(0, np.pi, (T, 1))
             Xs, Xq = rng.uniform(-5, 5, (T, n, 1)), rng.uniform(-5, 5, (T, m, 1))
-            ys, yq = amplitude * np.sin(Xs[..., 0] - phase), amplitude * np.sin(Xq[..., 0] - phase)
+            p = instances.Instance(theta, Xs, amplitude * np.sin(Xs[..., 0] - phase), Xq,
+                                   amplitude * np.sin(Xq[..., 0] - phase))
         else:
-            Xs, Xq = rng.standard_normal((T, n, d)), rng.standard_normal((T, m, d))
-            ys, yq = _targets(rng, model, (T, n)), _targets(rng, model, (T, m))
+            p = instances.draw(rng, model, T=T, n=n, m=m)
+        theta, Xs, ys, Xq, yq = p.theta, p.Xs, p.ys, p.Xq, p.yq
         alpha = NETWORK_STEP / _curvature(model, theta, Xs[0], ys[0], rng)
         inner_lr = alpha * rng.uniform(0.5, 1.5, theta.shape) if rates else float(alpha)
-        if model.activation == "relu":
-            path = np.asarray(adapt(theta, Xs, ys, inner_lr=inner_lr, inner_steps=K, model=model, l2=l2,
-                                    return_trajectory=True))
-            smallest = min(float(np.min(np.abs(_preactivations(model, path[k, t], X[t]))))
-                           for k in range(K + 1) for t in range(T) for X in (Xs, Xq))
-            if smallest < RELU_MARGIN:
-                continue
+        if instances.kink_distance(model, p, inner_lr=inner_lr, inner_steps=K, l2=l2) < RELU_MARGIN:
+            continue
         break
     else:
         raise ValueError(f"no case for {network_name(model)} keeps the ReLU margin {RELU_MARGIN}")
@@ -268,6 +236,4 @@ def network_cases(model):
 def NETWORKS():
     """The networks of the version-2 vectors: the MAML paper's sinusoid regressor (1-40-40-1, ReLU,
     mse) and a small tanh softmax classifier (4-8-3)."""
-    from ..models import MLP
-
-    return (MLP((1, 40, 40, 1), "relu", "mse"), MLP((4, 8, 3), "tanh", "softmax"))
+    return (models.MLP((1, 40, 40, 1), "relu", "mse"), models.MLP((4, 8, 3), "tanh", "softmax"))

@@ -1,5 +1,6 @@
 """Judging another implementation: agreement with the truth, and which known bug it matches."""
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -187,7 +188,7 @@ def conditions(case, rate):
 
 def largest_logit(case, rate):
     """``max |X theta_k|`` over the support iterates and the query at ``theta_K`` (linear networks)."""
-    if not isinstance(case.model, str):
+    if not _models_pkg.get(case.model).linear:
         return None
     path = answers.trajectory(case, rate)
     out = 0.0
@@ -417,7 +418,7 @@ def _low_precision(dtype):
 def _call(fn, case, rate, dtype, *, l2, lr_grad):
     args = [case.theta.astype(dtype), case.Xs.astype(dtype), case.ys.copy(), case.Xq.astype(dtype),
             case.yq.copy()]
-    if case.model == "linear" or getattr(case.model, "loss_name", "") == "mse":  # real targets
+    if _models_pkg.get(case.model).targets == "real":
         args[2], args[4] = args[2].astype(dtype), args[4].astype(dtype)
     kw = dict(inner_lr=np.asarray(rate, dtype=dtype) if lr_grad else float(rate),
               inner_steps=case.inner_steps)
@@ -468,12 +469,14 @@ def _steps(steps):
 
 def _models(model):
     """``model`` as the tuple of registered names it stands for (or the one network)."""
-    if isinstance(model, _models_pkg.MLP):
-        return (model,)
+    if not isinstance(model, str) and hasattr(model, "spec"):  # a model object
+        spec = model.spec()
+        return (spec["model"],) if spec["model"] in _cases.MODELS else (model,)
     if model == "both":
         return _cases.MODELS[:2]
     if model not in _cases.MODELS:
-        raise ValueError(f"model must be 'logistic', 'softmax', 'both', 'linear' or a refmaml.models.MLP; "
+        raise ValueError(f"model must be 'logistic', 'softmax', 'both', 'linear' or a network (a "
+                         f"refmaml.models.MLP or Sequential); "
                      f"got {model!r}")
     return (model,)
 
@@ -513,7 +516,7 @@ _NETWORK_CASES = {}
 
 
 def _network_cases(model):
-    key = (model.sizes, model.activation, model.loss_name)
+    key = json.dumps(model.spec(), sort_keys=True)
     if key not in _NETWORK_CASES:
         _NETWORK_CASES[key] = _cases.network_cases(model)
     return _NETWORK_CASES[key]
@@ -541,7 +544,7 @@ def _missing_text(missing, required):
     cs = [by_id[i] for i in missing]
     kinds = {}
     for c in cs:
-        name = c.model if isinstance(c.model, str) else _cases.network_name(c.model)
+        name = _cases.network_name(c.model)
         for key in (name, "diagnostic" if c.diagnostic else ("edge" if _cases.EDGE & set(c.tags) else
                                                                   f"K = {c.inner_steps}")):
             kinds[key] = kinds.get(key, 0) + 1
@@ -589,7 +592,7 @@ def check(fn, model="logistic", *, steps=_cases.STEPS, l2=False, lr_grad=False, 
     steps = _steps(steps)
     tol = TOLERANCE[dtype]
     named = _named(l2, lr_grad)
-    if isinstance(model, _models_pkg.MLP):
+    if not isinstance(models[0], str):  # a network: its cases are built for it
         chosen = _cases.select(_network_cases(model), models=models, steps=steps, l2=l2, rates=lr_grad)
         gaps = separation(chosen, lr_grad=lr_grad)
         named = tuple(k for k in named if gaps.get(k, 0.0) >= SEPARATION)
@@ -649,7 +652,7 @@ def check_results(produced, dtype="float64", *, options=None, version=None):
     # l2 > 0 and rate-gradient answers judged, as in version 1)
     named = _named(l2 or any(known[cid].l2 > 0 for cid in produced),
                    lr_grad or any(a.lr_grad is not None for a in produced.values()))
-    nets = [c for c in required if not isinstance(c.model, str)]
+    nets = [c for c in required if not _models_pkg.get(c.model).linear]
     if nets:  # a bug is named only where the network's diagnostic cases separate it
         gaps = separation(nets, lr_grad=lr_grad)
         named = tuple(k for k in named if gaps.get(k, 0.0) >= SEPARATION)

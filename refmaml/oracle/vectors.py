@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, models
 from . import answers, cases as _cases
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -52,14 +52,17 @@ def _tolist(a):
     return a.tolist() if isinstance(a, np.ndarray) else a
 
 
+VERSION_2_CONVENTIONS = ("linear", "networks")  # the entries version 1 lacks
+OPTION_MODELS = _cases.MODELS[:2] + ("both",) + _cases.MODELS[2:]  # what options.model may name, networks aside
+
+
 def case_record(case):
-    """The JSON record of one case: its inputs and every answer (float64, exact)."""
+    """The JSON record of one case: its id, its model's spec (``model.spec()``), its inputs and every
+    answer (float64, exact)."""
     rate = case.inner_lr
     right, first = answers.truth(case, rate), answers.first_order(case, rate)
-    network = {} if isinstance(case.model, str) else {
-        "sizes": list(case.model.sizes), "activation": case.model.activation, "loss": case.model.loss_name}
     return {
-        "id": case.id, "model": case.model if isinstance(case.model, str) else "mlp", **network,
+        "id": case.id, **models.get(case.model).spec(),
         "diagnostic": case.diagnostic, "note": case.note,
         "inputs": {"theta": case.theta.tolist(), "Xs": case.Xs.tolist(), "ys": case.ys.tolist(),
                    "Xq": case.Xq.tolist(), "yq": case.yq.tolist(), "inner_lr": _tolist(rate),
@@ -75,7 +78,7 @@ def case_record(case):
 def document(version=_cases.VERSION):
     """The whole vectors document (a dict), deterministic for a given refmaml version and platform."""
     conventions = CONVENTIONS if version != "1" else {k: v for k, v in CONVENTIONS.items()
-                                                      if k not in ("linear", "networks")}
+                                                      if k not in VERSION_2_CONVENTIONS}
     if version == "1":
         conventions = dict(conventions, labels="logistic: 0.0 or 1.0; softmax: integers in [0, C)")
     return {"format": "refmaml-vectors", "version": version, "generator": f"refmaml {__version__}",
@@ -98,9 +101,9 @@ def _npz_bytes(doc):
         for c in doc["cases"]:
             for part in ("inputs", "outputs"):
                 for key, value in c[part].items():
-                    softmax = c["model"] == "softmax" or c.get("loss") == "softmax"
+                    classes = models.from_spec(_spec(c)).targets == "classes"
                     array = np.asarray(value, dtype=np.int64 if key in ("inner_steps",) or
-                                       (key in ("ys", "yq") and softmax) else np.float64)
+                                       (key in ("ys", "yq") and classes) else np.float64)
                     data = io.BytesIO()
                     np.lib.format.write_array(data, array, allow_pickle=False)
                     info = zipfile.ZipInfo(f"{c['id']}/{part}/{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -255,16 +258,18 @@ OUTPUTS = ("trajectory", "meta_loss", "meta_grad", "first_order_meta_grad", "inn
            "first_order_inner_lr_grad")
 
 
-def _network(record, where):
-    """The ``MLP`` a network case records (sizes, activation, loss), validated."""
-    from ..models import MLP
+CASE_FIELDS = ("id", "diagnostic", "note", "inputs", "outputs")  # a record's other fields are its model's spec
 
-    sizes = record["sizes"]
-    if not isinstance(sizes, list) or not 2 <= len(sizes) <= 16 or any(
-            isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 10000 for s in sizes):
-        raise InvalidFile(f"{where}.sizes must be a list of 2 to 16 integers in [1, 10000]; got {sizes!r}")
+
+def _spec(record):
+    return {k: v for k, v in record.items() if k not in CASE_FIELDS}
+
+
+def _model(record, where, layers=None):
+    """The model a case records (its spec's fields), rebuilt by ``refmaml.models.from_spec``, which
+    checks every field; ``layers`` names layer kinds of the caller's own."""
     try:
-        return MLP(tuple(sizes), record["activation"], record["loss"])
+        return models.from_spec(_spec(record), layers=layers)
     except (TypeError, ValueError) as exc:
         raise InvalidFile(f"{where}: {exc}") from None
 
@@ -294,25 +299,24 @@ def _schedule_and_outputs(record, inp, where, P, T):
     return rate, K, l2, outputs
 
 
-def _case(record, k):
+def _case(record, k, layers=None):
     where = f"cases[{k}]"
-    network = isinstance(record, dict) and record.get("model") == "mlp"
-    _object(record, where, ("id", "model", "diagnostic", "note", "inputs", "outputs")
-            + (("sizes", "activation", "loss") if network else ()))
+    _object(record, where, CASE_FIELDS + ("model",), tuple(record) if isinstance(record, dict) else ())
     cid = record["id"]
     if not isinstance(cid, str) or not cid or len(cid) > 200:
         raise InvalidFile(f"{where}.id must be a non-empty string")
     where = f"case {cid!r}"
-    model = record["model"]
-    if network:
-        return _network_case(record, where, _network(record, where))
-    if model not in _cases.MODELS:
-        raise InvalidFile(f"{where}: model must be one of {', '.join(_cases.MODELS)} or mlp; got {model!r}")
+    model = _model(record, where, layers)
     if not isinstance(record["diagnostic"], bool) or not isinstance(record["note"], str):
         raise InvalidFile(f"{where}: diagnostic must be true or false and note a string")
     inp = _object(record["inputs"], f"{where}.inputs", INPUTS)
-    theta = _array(inp["theta"], f"{where}.inputs.theta", (None, None) if model == "softmax" else (None,))
-    d, P = theta.shape[0], theta.shape
+    theta = _array(inp["theta"], f"{where}.inputs.theta", (None,) * model.param_ndim)
+    d, outputs = model.dimensions(theta.shape)
+    try:
+        model.check_parameters(theta.shape, d, "theta", "Xs", (None, None, d))
+    except ValueError as exc:
+        raise InvalidFile(f"{where}.inputs: {exc}") from None
+    P = theta.shape
     Xs = _array(inp["Xs"], f"{where}.inputs.Xs", (None, None, d))
     T, n = Xs.shape[:2]
     Xq = _array(inp["Xq"], f"{where}.inputs.Xq", (T, None, d))
@@ -320,51 +324,24 @@ def _case(record, k):
     if min(T, n, m, d) < 1:
         raise InvalidFile(f"{where}: every axis of theta, Xs and Xq needs length >= 1")
     labels = {}
+    extra = tuple(outputs) if model.targets == "real" and tuple(outputs) not in ((), (1,)) else ()
     for name, shape in (("ys", (T, n)), ("yq", (T, m))):
-        y = _array(inp[name], f"{where}.inputs.{name}", shape, integer=model == "softmax")
-        if model == "linear":  # real targets
-            labels[name] = y
-            continue
-        ok = np.isin(y, (0.0, 1.0)) if model == "logistic" else (y >= 0) & (y < P[-1])
-        if P[-1] < 2 and model == "softmax" or not np.all(ok):
+        y = _array(inp[name], f"{where}.inputs.{name}", shape + extra, integer=model.targets == "classes")
+        if model.targets == "binary" and not np.all(np.isin(y, (0.0, 1.0))) or model.targets == "classes" \
+                and (outputs[-1] < 2 or not np.all((y >= 0) & (y < outputs[-1]))):
             raise InvalidFile(f"{where}.inputs.{name}: labels must be "
-                              + ("0 or 1" if model == "logistic" else f"integers in [0, {P[-1]})"))
+                              + ("0 or 1" if model.targets == "binary" else f"integers in [0, {outputs[-1]})"))
         labels[name] = y
     rate, K, l2, outputs = _schedule_and_outputs(record, inp, where, P, T)
-    case = _cases.Case(cid, model, theta, Xs, labels["ys"], Xq, labels["yq"], rate, K, l2,
-                       record["diagnostic"], record["note"])
+    case = _cases.Case(cid, model.name if model.name in models.MODELS else model, theta, Xs, labels["ys"], Xq,
+                       labels["yq"], rate, K, l2, record["diagnostic"], record["note"])
     return case, outputs
 
 
-def _network_case(record, where, net):
-    if not isinstance(record["diagnostic"], bool) or not isinstance(record["note"], str):
-        raise InvalidFile(f"{where}: diagnostic must be true or false and note a string")
-    inp = _object(record["inputs"], f"{where}.inputs", INPUTS)
-    P, d, d_out = (net.size,), net.sizes[0], net.sizes[-1]
-    theta = _array(inp["theta"], f"{where}.inputs.theta", P)
-    Xs = _array(inp["Xs"], f"{where}.inputs.Xs", (None, None, d))
-    T, n = Xs.shape[:2]
-    Xq = _array(inp["Xq"], f"{where}.inputs.Xq", (T, None, d))
-    m = Xq.shape[1]
-    if min(T, n, m) < 1:
-        raise InvalidFile(f"{where}: every axis of Xs and Xq needs length >= 1")
-    labels = {}
-    for name, shape in (("ys", (T, n)), ("yq", (T, m))):
-        extra = (d_out,) if net.loss_name == "mse" and d_out > 1 else ()
-        y = _array(inp[name], f"{where}.inputs.{name}", shape + extra, integer=net.loss_name == "softmax")
-        if net.loss_name == "logistic" and not np.all(np.isin(y, (0.0, 1.0))) or \
-                net.loss_name == "softmax" and not np.all((y >= 0) & (y < d_out)):
-            raise InvalidFile(f"{where}.inputs.{name}: labels must be "
-                              + ("0 or 1" if net.loss_name == "logistic" else f"integers in [0, {d_out})"))
-        labels[name] = y
-    rate, K, l2, outputs = _schedule_and_outputs(record, inp, where, P, T)
-    case = _cases.Case(record["id"], net, theta, Xs, labels["ys"], Xq, labels["yq"], rate, K, l2,
-                       record["diagnostic"], record["note"])
-    return case, outputs
-
-
-def load(path):
-    """Read and validate a vectors file (version 1 or 2); returns ``[(Case, outputs dict), ...]``."""
+def load(path, *, layers=None):
+    """Read and validate a vectors file (version 1 or 2); returns ``[(Case, outputs dict), ...]``.
+    ``layers`` (``{name: class}``) lets it rebuild networks with layer kinds of the caller's own
+    (:func:`refmaml.models.from_spec`); without it only refmaml's layers are built."""
     doc = _object(read_json(path), "the file", ("format", "version", "generator", "conventions", "cases"))
     if doc["format"] != "refmaml-vectors":
         raise InvalidFile(f"format must be 'refmaml-vectors'; got {doc['format']!r}")
@@ -373,7 +350,7 @@ def load(path):
                           f"this refmaml reads versions {', '.join(map(repr, _cases.VERSIONS))}")
     if not isinstance(doc["cases"], list) or not doc["cases"]:
         raise InvalidFile("cases must be a non-empty list")
-    loaded = [_case(r, k) for k, r in enumerate(doc["cases"])]
+    loaded = [_case(r, k, layers) for k, r in enumerate(doc["cases"])]
     if doc["version"] == "1" and any(not isinstance(c.model, str) or c.model not in _cases.MODELS[:2]
                                      for c, _ in loaded):
         raise InvalidFile("version 1 vectors hold logistic and softmax cases only")
@@ -390,7 +367,7 @@ def _options(value):
         if flag in value and not isinstance(value[flag], bool):
             raise InvalidFile(f"options.{flag} must be true or false; got {value[flag]!r}")
     networks = [_cases.network_name(m) for m in _cases.NETWORKS()]
-    if "model" in value and value["model"] not in ("logistic", "softmax", "both", "linear", *networks):
+    if "model" in value and value["model"] not in (*OPTION_MODELS, *networks):
         raise InvalidFile(f"options.model must be 'logistic', 'softmax', 'both', 'linear' or one of "
                           f"{', '.join(networks)}; got {value['model']!r}")
     if "steps" in value:
@@ -420,7 +397,7 @@ def read_results(path):
     if dtype not in ("float64", "float32"):
         raise InvalidFile(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
     options = _options(doc.get("options", {}))
-    if version == "1" and options.get("model", "both") not in ("logistic", "softmax", "both"):
+    if version == "1" and options.get("model", "both") not in OPTION_MODELS[:3]:
         raise InvalidFile(f"options.model {options['model']!r} needs vectors version 2")
     results = doc["results"]
     if not isinstance(results, dict) or not results:
