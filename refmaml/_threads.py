@@ -26,7 +26,7 @@ CORES = min(os.cpu_count() or 1, MAX_THREADS)
 
 _LOCK = threading.Lock()
 _POOL = []
-_BLAS = {"held": False, "controller": None}
+_BLAS = {"held": False, "controller": None, "kernels": None}
 
 
 def pool():
@@ -61,6 +61,17 @@ def _blas():
             found = ThreadpoolController().select(user_api="blas")
             _BLAS["controller"] = found if found.lib_controllers else False
     return _BLAS["controller"] or None
+
+
+def blas_kernels():
+    """The lower-case names of the kernels of the BLAS libraries loaded in this process, as
+    threadpoolctl reports them (``"haswell"``, ``"skylakex"``, ...; ``None`` for a library that
+    names none, such as MKL); an empty tuple where it finds none. Read once, at first use."""
+    if _BLAS.get("kernels") is None:
+        blas = _blas()
+        libs = [] if blas is None else blas.lib_controllers
+        _BLAS["kernels"] = tuple((getattr(lib, "architecture", None) or "").lower() or None for lib in libs)
+    return _BLAS["kernels"]
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import numbers
 import array_api_compat
 import numpy as np
 
-from . import _threads
+from . import backends
 
 _SUPPORTED = ("numpy", "cupy", "array_api_strict")
 
@@ -37,6 +37,10 @@ def _library(x):
             f"refmaml computes with {', '.join(_SUPPORTED)}: convert the input first"
         )
     return None
+
+
+NUMPY = array_api_compat.array_namespace(np.empty(0))  # array-api-compat's NumPy namespace
+_PLAIN = (np.ndarray, float, int, type(None))  # what :func:`namespace` finds to be NumPy arrays or no arrays
 
 
 def namespace(**arrays):
@@ -60,6 +64,8 @@ def namespace(**arrays):
     ValueError
         When arrays of one library live on different devices.
     """
+    if all(type(x) in _PLAIN for x in arrays.values()):
+        return NUMPY, "cpu"  # plain NumPy arrays and Python numbers: what the loop below finds for them
     found = {}
     for name, x in arrays.items():
         lib = _library(x)
@@ -84,9 +90,6 @@ def namespace(**arrays):
                 "move every array to one device"
             )
     return xp, device
-
-
-NUMPY = array_api_compat.array_namespace(np.empty(0))  # array-api-compat's NumPy namespace
 
 
 def array_namespace(*arrays):
@@ -155,25 +158,27 @@ def all_finite(xp, *arrays):
 
 
 def numpy_finite(*arrays):
-    """Whether every entry of every float NumPy array is finite, by one BLAS pass each.
+    """Whether every entry of every float NumPy array is finite.
 
-    ``vdot(a, a)`` is NaN or infinite when an entry is; when it overflows for finite entries
-    (magnitudes above about 1e154) the entries are tested one by one. BLAS raises no
-    floating-point warnings, so nothing needs silencing.
+    By one BLAS pass each: ``vdot(a, a)`` is NaN or infinite when an entry is; when it overflows
+    for finite entries (magnitudes above about 1e154) the entries are tested one by one. BLAS
+    raises no floating-point warnings, so nothing needs silencing. Except for arrays of more than
+    :data:`DOT_ONE_THREAD` and fewer than :data:`DOT_MANY_THREADS` elements, which are tested
+    entry by entry: OpenBLAS hands a dot product of more than 10,000 elements to its threads, and
+    a check of a few microseconds would wait for a second core that may be busy, then leave the
+    thread spinning through the call that follows. The arrays are read one after the other in the
+    calling thread (large ones in two threads is :func:`refmaml.policy.validating`'s).
     """
-    large = [a for a in arrays if a.size >= PAIRED_CHECK]
-    if len(large) >= 2 and _threads.CORES >= 2:  # the two largest in two threads (one BLAS thread each)
-        large.sort(key=lambda a: a.size)
-        rest = [a for a in arrays if a is not large[-1] and a is not large[-2]]
-        first, second = _threads.both(lambda: _finite(large[-1]), lambda: _finite(large[-2]))
-        return first and second and all(_finite(a) for a in rest)
     return all(_finite(a) for a in arrays)
 
 
-PAIRED_CHECK = 5e5  # elements: below, a thread costs more than half a pass over the array
+DOT_ONE_THREAD = 10000
+DOT_MANY_THREADS = 2 ** 18
 
 
 def _finite(a):
+    if DOT_ONE_THREAD < a.size < DOT_MANY_THREADS:
+        return bool(np.isfinite(a).all())
     return math.isfinite(np.vdot(a, a)) or bool(np.isfinite(a).all())
 
 
@@ -201,25 +206,16 @@ def quiet_overflow():
         yield
 
 
-BACKENDS = ("numpy", "cupy", "array-api-strict", "array-api-strict:device1")
+BACKENDS = backends.NAMES
 
 
 def backend(name):
-    """``(put, xp)`` for a backend named in :data:`BACKENDS`: ``put(a)`` copies a NumPy array
-    to that library and device (the one deliberate host-to-device transfer), ``xp`` is the
-    namespace. ``array-api-strict:device1`` stands in for a GPU in tests."""
-    if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
+    """``(put, xp)`` for a backend named in :data:`BACKENDS` (found by :func:`refmaml.backends.get`):
+    ``put(a)`` copies a NumPy array to that library and device (the one deliberate host-to-device
+    transfer), ``xp`` is the namespace. ``array-api-strict:device1`` stands in for a GPU in tests."""
+    xp, device = backends.get(name)
     if name == "numpy":
-        return np.asarray, array_api_compat.array_namespace(np.empty(0))
+        return np.asarray, xp
     if name == "cupy":
-        try:
-            import cupy
-        except ImportError:
-            raise ImportError("backend 'cupy' needs CuPy and an NVIDIA GPU: pip install 'refmaml[gpu]'") \
-                from None
-        return cupy.asarray, array_api_compat.array_namespace(cupy.empty(0))
-    import array_api_strict as xp
-
-    device = xp.Device("device1") if name.endswith("device1") else xp.Device()
+        return xp.asarray, xp  # onto the current GPU, as cupy.asarray
     return (lambda a: xp.asarray(a, device=device)), xp

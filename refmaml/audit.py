@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import check, tutorial
+from . import _text, check, tutorial
 from .maml import adapt, meta_value_and_grad
 from .models import logistic, softmax
 
@@ -555,16 +555,6 @@ def format_table(rows):
     """The audit as a plain-text table: item (section and letter), claim, verdict, whether the
     check reproduced it, the evidence, and the correction (files are in ``derivations/``)."""
     header = ("item", "claim", "verdict", "checked", "evidence", "correction")
-    lines = [header]
-    for r in rows:
-        mark = {None: "-", True: "yes", False: "NO"}[r.reproduced]
-        shows = r.evidence.shows if r.evidence is not None else "-"
-        lines.append((r.claim.id, r.claim.claim, r.claim.verdict, mark, shows, r.claim.correction))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    out = []
-    for k, line in enumerate(lines):
-        cells = [cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)]
-        out.append("  ".join(cells + [line[-1]]))
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths) + "  " + "-" * len(header[-1]))
-    return "\n".join(out)
+    body = [(r.claim.id, r.claim.claim, r.claim.verdict, {None: "-", True: "yes", False: "NO"}[r.reproduced],
+             r.evidence.shows if r.evidence is not None else "-", r.claim.correction) for r in rows]
+    return _text.table(header, body, ragged=True)

@@ -1,9 +1,9 @@
 """Checkpoint files: ``.npz`` archives written atomically and read as untrusted input.
 
-Writing: the archive goes to a temporary file in the target's directory, is
-flushed to disk, then renamed over the target (``os.replace``, atomic on POSIX and
-Windows), so a reader (or a run killed at any moment) sees the previous complete
-file or the new complete file, never a partial one.
+Writing: through :mod:`refmaml._atomic`, the writer of every file refmaml writes:
+the archive goes to a temporary file in the target's directory, is flushed to
+disk, then renamed over the target, so a reader (or a run killed at any moment)
+sees the previous complete file or the new complete file, never a partial one.
 
 Reading: no pickle (``allow_pickle=False``), and every member is checked before
 its data is read: the archive's member names must be exactly the expected ones,
@@ -14,11 +14,12 @@ header cannot make the reader allocate more than the file holds).
 
 import math
 import os
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
+
+from . import _atomic
 
 MAX_BYTES = 2**31  # refuse archives whose members declare more than 2 GiB together
 
@@ -29,26 +30,8 @@ class InvalidCheckpoint(ValueError):
 
 def write(path, arrays):
     """Write ``arrays`` (name -> NumPy array) to ``path`` as an ``.npz`` archive, atomically."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with _atomic.replacing(path, binary=True) as f:
+        np.savez(f, **arrays)
 
 
 def _header(f, name, stored):

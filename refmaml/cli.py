@@ -7,7 +7,7 @@ import sys
 
 from . import __version__, _malloc
 
-from .demo import PRESETS
+from .presets import PRESETS, plan
 from .tasks import FAMILIES
 from .train import METHODS, Config
 
@@ -90,10 +90,10 @@ def _check(args):
 
 
 def _finish(report, out, seconds=None):
-    from . import demo
+    from .report import format_table, write
 
-    print(demo.format_table(report))
-    json_path, figure = demo.write(report, out)
+    print(format_table(report))
+    json_path, figure = write(report, out)
     print(f"\nresults: {json_path}")
     print(f"figure:  {figure}" if figure else
           "figure:  not drawn (matplotlib is not installed): pip install 'refmaml[plot]'")
@@ -128,7 +128,7 @@ def _demo(args):
         return _fail("demo", exc)
     _malloc.keep_freed_blocks()
     t0 = time.perf_counter()
-    print(f"meta-training {len(demo.plan(args.family).methods)} methods on {args.family} ({args.backend}), "
+    print(f"meta-training {len(plan(args.family).methods)} methods on {args.family} ({args.backend}), "
           f"then evaluating on {args.eval_tasks} held-out tasks ...", file=sys.stderr)
     try:  # a missing CuPy is found when the first run starts, before any work
         report = demo.compare(args.family, seed=args.seed, backend=args.backend, eval_tasks=args.eval_tasks,
@@ -141,7 +141,8 @@ def _demo(args):
 def _train(args):
     import time
 
-    from . import demo, train
+    from . import report as results
+    from . import train
 
     given = {k: getattr(args, k) for k in (f.name for f in dataclasses.fields(train.Config))
              if getattr(args, k, None) is not None}
@@ -151,7 +152,7 @@ def _train(args):
             saved = train.load(args.resume)
             config = train.Config(**{**saved.config.as_dict(), **given})
         else:
-            preset = demo.PRESETS[given.get("family", train.Config.family)]
+            preset = PRESETS[given.get("family", train.Config.family)]
             config = train.Config(**{**preset, **given})
         config = config.validated()
         if not _needs_data(config.family):
@@ -179,7 +180,7 @@ def _train(args):
         seconds = time.perf_counter() - t0
     except (TypeError, ValueError, OSError, ImportError) as exc:  # InvalidCheckpoint is a ValueError
         return _fail("train", exc)
-    report = demo.report({config.method: (state, seconds)}, eval_tasks=args.eval_tasks)
+    report = results.report({config.method: (state, seconds)}, eval_tasks=args.eval_tasks)
     code = _finish(report, args.out, seconds)
     if target:
         print(f"checkpoint: {target} (iteration {state.iteration})")

@@ -22,6 +22,7 @@ import json
 import numpy as np
 
 from . import _xp, adapt, check, dual, instances, meta_value_and_grad, models, policy, problem as validated
+from .maml import sum_to_rate
 
 RATES = ("scalar", "per-step", "per-parameter")
 
@@ -117,9 +118,7 @@ def walk(obj, name, inputs, *, first_order=False, form="primal"):
         step = _rate(rate, k, ndim)
         contribution = -(g_K if first_order else g) * grads[k]
         if np.ndim(rate):
-            body = np.shape(step)
-            summed = contribution.sum(axis=tuple(i for i, s in enumerate(body) if s == 1)).reshape(body) \
-                if body else contribution.sum()
+            summed = sum_to_rate(xp, contribution[None], np.shape(step))[0]
             if np.ndim(rate) == ndim + 1:
                 rate_grad = rate_grad.copy()
                 rate_grad[k] = summed

@@ -73,10 +73,11 @@ def check_overflow(p, what, *arrays):
         )
 
 
-def _sum_to(xp, c, body):
+def sum_to_rate(xp, c, body):
     """Sum per-task, per-parameter ``c (T, P...)`` down to ``(T,) + body``, where ``body`` is
-    the shape that was broadcast against ``P``: over the leading parameter axes it lacks and the
-    axes where it has length 1 (``derivations/variants.md`` (V4))."""
+    the shape of a rate that was broadcast against ``P``: over the leading parameter axes it lacks
+    and the axes where it has length 1 (``derivations/variants.md`` (V4)). The one reduction of a
+    rate gradient: the reverse pass, ``refmaml explain`` and the oracle's answers use it."""
     lead = c.ndim - 1 - len(body)
     if lead:
         c = xp.sum(c, axis=tuple(range(1, 1 + lead)))
@@ -176,18 +177,17 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     problem.flag(lr_grad, "lr_grad")
     reduction = _validate.choice(reduction, "reduction", REDUCTIONS)
     form = _validate.choice(form, "form", policy.FORMS)
-    with policy.validating(Xs, Xq):
+    with policy.validating(Xs, Xq) as finite:
         p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr,
-                         inner_steps=inner_steps)
-    chosen, work = policy.plan(p, form, lr_grad=lr_grad)
+                         inner_steps=inner_steps, finite=finite)
 
-    def run(part, pairs):
+    def compute(part, chosen, pairs):
         with _xp.quiet_overflow():
             if chosen == "dual":
                 return dual.value_and_grad(part, first_order=first_order, lr_grad=lr_grad, pairs=pairs)
             return primal(part, first_order=first_order, lr_grad=lr_grad)
 
-    losses, g, rates = policy.share(p, run, *policy.sharing(p, chosen, work))
+    losses, g, rates = policy.run(p, form, lr_grad=lr_grad, compute=compute)
     check_overflow(p, "the adapted parameters or the query loss", losses, g)
     out = (_reduce(p, reduction, losses), _reduce(p, reduction, g))
     return out + (_reduce(p, reduction, rates),) if lr_grad else out
@@ -218,7 +218,7 @@ def _rate_gradient(p, contributions, T):
     """
     xp = p.xp
     body = tuple(p.rate.shape[1:]) if p.per_step else tuple(p.rate.shape)
-    summed = [_sum_to(xp, c, body) for c in contributions]
+    summed = [sum_to_rate(xp, c, body) for c in contributions]
     if summed and p.per_step:
         return xp.stack(summed, axis=1)
     total = xp.zeros((T,) + tuple(p.rate.shape), dtype=p.theta.dtype, device=device(p.theta))

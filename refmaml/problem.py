@@ -10,9 +10,15 @@ What a model contributes is its part of the model protocol (README, "Architectur
 ``param_ndim``, ``check_parameters`` and ``labels``. The dtype rules are those of
 :mod:`refmaml._validate`. ``None`` where an array belongs is a TypeError naming the argument.
 
-NumPy float64 arrays (the common case) take a fast path that runs the same checks with fewer
-calls; anything it does not accept at once goes through the general path, which raises the
-error. Both give the same problem for the same inputs (``tests/test_problem.py``).
+Every argument goes through one sequence of checks, in one order. A pre-check lets the common
+case skip work that would change nothing: where every large array of the call (the parameters and
+the features, and the direction ``v``) is a plain NumPy float64 array, their finiteness is read
+once up front (by ``finite``, which the caller may give: :func:`refmaml.policy.validating`'s
+reads large arrays in two threads), and an array so read, or a finite Python float as the rate,
+is then taken as it is wherever the general rule would only have converted it to itself and found
+it finite. The pre-check raises nothing and decides no error: any doubt, and every refusal, is
+the general rules' (:mod:`refmaml._validate`). ``finite=None`` turns the pre-check off (the same
+problem for the same inputs, ``tests/test_problem.py``).
 """
 
 import math
@@ -99,11 +105,28 @@ class Problem:
                        yq=None if self.yq is None else self.yq[a:b, ...])
 
 
-# ----------------------------------------------------------------------------- the general path
+# ----------------------------------------------------------------------------- the checks
 
-def features(xp, device, X, name):
-    """Feature array: 2-D ``(n, d)`` for one task or 3-D ``(T, n, d)`` for a stack, non-empty."""
-    X = _validate.floating(xp, device, present(X, name), name, ndims=(2, 3))
+_F64 = np.dtype(np.float64)
+
+
+def _plain(*arrays):
+    """Every argument is a plain NumPy float64 array."""
+    return all(type(a) is np.ndarray and a.dtype == _F64 for a in arrays)
+
+
+def _clean(finite, *arrays):
+    """The pre-check: ``finite`` given, every array a plain NumPy float64 array, and every entry
+    finite (one read of each). True means that the general rules' conversion and finiteness test
+    would return each of these arrays unchanged."""
+    return finite is not None and _plain(*arrays) and finite(*arrays)
+
+
+def features(xp, device, X, name, *, clean=False):
+    """Feature array: 2-D ``(n, d)`` for one task or 3-D ``(T, n, d)`` for a stack, non-empty.
+    ``clean``: ``X`` passed the pre-check (:func:`_clean`)."""
+    if not (clean and X.ndim in (2, 3)):
+        X = _validate.floating(xp, device, present(X, name), name, ndims=(2, 3))
     axes = {-2: "example (row)", -1: "feature (column)"}
     if X.ndim == 3:
         axes[0] = "task"
@@ -111,11 +134,13 @@ def features(xp, device, X, name):
     return X
 
 
-def parameters(xp, device, model, theta, X, name, X_name, *, allow_task_axis):
-    """Parameters that fit ``model`` and the features ``X``; with ``allow_task_axis`` one set per task."""
+def parameters(xp, device, model, theta, X, name, X_name, *, allow_task_axis, clean=False):
+    """Parameters that fit ``model`` and the features ``X``; with ``allow_task_axis`` one set per task.
+    ``clean``: ``theta`` passed the pre-check (:func:`_clean`)."""
     nd = model.param_ndim
     ranks = (nd, nd + 1) if allow_task_axis else (nd,)
-    theta = _validate.floating(xp, device, present(theta, name), name, allow_complex=True, ndims=ranks)
+    if not (clean and theta.ndim in ranks):
+        theta = _validate.floating(xp, device, present(theta, name), name, allow_complex=True, ndims=ranks)
     model.check_parameters(tuple(theta.shape[theta.ndim - nd:]), X.shape[-1], name, X_name, X.shape)
     if theta.ndim == nd + 1:
         if X.ndim != 3:
@@ -126,6 +151,20 @@ def parameters(xp, device, model, theta, X, name, X_name, *, allow_task_axis):
         if theta.shape[0] != X.shape[0]:
             raise ValueError(f"{name} holds {theta.shape[0]} tasks but {X_name} holds {X.shape[0]}")
     return theta
+
+
+def _rates(xp, device, value, theta_shape, steps, finite):
+    """:func:`refmaml._validate.rates`, whose ``(rate, per_step, weak)`` the pre-check gives at once
+    for a finite Python float and for a plain NumPy float64 array of a valid layout whose entries
+    ``finite`` finds finite."""
+    if finite is not None and xp is _xp.NUMPY:
+        if type(value) is float and math.isfinite(value):
+            return np.asarray(value), False, True
+        if _plain(value):
+            per_step = _validate.rate_layout(tuple(value.shape), theta_shape, steps)
+            if per_step is not None and finite(value):
+                return value, per_step, False
+    return _validate.rates(xp, device, present(value, "inner_lr"), theta_shape, steps)
 
 
 def _labels(model, xp, device, y, X, theta_shape, dtype, name):
@@ -139,21 +178,31 @@ def _stacker(xp, batched, dtype):
     return stack
 
 
-def _model_call_general(model, theta, X, y, l2, v):
+# ----------------------------------------------------------------------------- entry points
+
+def model_call(model, theta, X, y=ABSENT, *, l2=0.0, v=ABSENT, finite=_xp.numpy_finite):
+    """Validate the arguments of a model function; returns a :class:`Call`.
+
+    ``y=ABSENT`` for calls without targets (``predict``); ``v`` is the direction of an HVP, of
+    ``theta``'s shape or, for a stack of tasks, ``(T,) + P``. ``finite``: the pre-check's
+    finiteness test of NumPy float64 arrays (None: no pre-check).
+    """
     arrays = {"theta": theta, "X": X}
     if y is not ABSENT:
         arrays["y"] = y
     if v is not ABSENT:
         arrays["v"] = v
     xp, device = _xp.namespace(**arrays)
-    X = features(xp, device, X, "X")
-    theta = parameters(xp, device, model, theta, X, "theta", "X", allow_task_axis=True)
+    clean = _clean(finite, theta, X, *(() if v is ABSENT else (v,)))
+    X = features(xp, device, X, "X", clean=clean)
+    theta = parameters(xp, device, model, theta, X, "theta", "X", allow_task_axis=True, clean=clean)
     l2 = _validate.l2(l2)
     extra = ()
     if v is not ABSENT:
         per_task = tuple(theta.shape[theta.ndim - model.param_ndim:])
         shapes = [tuple(theta.shape)] + ([(X.shape[0],) + per_task] if X.ndim == 3 else [])
-        v = _validate.floating(xp, device, present(v, "v"), "v", allow_complex=True)
+        if not clean:
+            v = _validate.floating(xp, device, present(v, "v"), "v", allow_complex=True)
         if tuple(v.shape) not in shapes:
             raise ValueError(f"v has shape {tuple(v.shape)}; expected " + " or ".join(str(s) for s in shapes))
         extra = (v,)
@@ -167,7 +216,15 @@ def _model_call_general(model, theta, X, y, l2, v):
                 None if v is ABSENT else stack(v, _validate.cast), l2, batched)
 
 
-def _meta_general(model, theta, Xs, ys, Xq, yq, l2, inner_lr, inner_steps):
+def meta(model, theta, Xs, ys, Xq=ABSENT, yq=ABSENT, *, l2=0.0, inner_lr=NO_RATE, inner_steps=0,
+         finite=_xp.numpy_finite):
+    """Validate every argument of a MAML-family call; returns a :class:`Problem`.
+
+    ``Xq=yq=ABSENT`` for calls without a query set (``adapt``, ``reptile_direction``);
+    ``inner_lr=NO_RATE`` for methods without an inner learning rate (implicit MAML). ``finite``:
+    the pre-check's finiteness test of NumPy float64 arrays (:func:`refmaml.policy.validating`
+    gives one that reads large arrays in two threads; None: no pre-check).
+    """
     query = Xq is not ABSENT
     arrays = {"theta": theta, "Xs": Xs, "ys": ys}
     if inner_lr is not NO_RATE:
@@ -175,10 +232,11 @@ def _meta_general(model, theta, Xs, ys, Xq, yq, l2, inner_lr, inner_steps):
     if query:
         arrays.update(Xq=Xq, yq=yq)
     xp, device = _xp.namespace(**arrays)
-    Xs = features(xp, device, Xs, "Xs")
-    theta = parameters(xp, device, model, theta, Xs, "theta", "Xs", allow_task_axis=False)
+    clean = _clean(finite, theta, Xs, *((Xq,) if query else ()))
+    Xs = features(xp, device, Xs, "Xs", clean=clean)
+    theta = parameters(xp, device, model, theta, Xs, "theta", "Xs", allow_task_axis=False, clean=clean)
     if query:
-        Xq = features(xp, device, Xq, "Xq")
+        Xq = features(xp, device, Xq, "Xq", clean=clean)
         if Xq.ndim != Xs.ndim:
             raise ValueError(
                 f"Xs has shape {tuple(Xs.shape)} but Xq has shape {tuple(Xq.shape)}; "
@@ -192,11 +250,13 @@ def _meta_general(model, theta, Xs, ys, Xq, yq, l2, inner_lr, inner_steps):
     steps = _validate.steps(inner_steps, "inner_steps")
     rate, per_step, weak_rate = None, False, True
     if inner_lr is not NO_RATE:
-        rate, per_step, weak_rate = _validate.rates(xp, device, present(inner_lr, "inner_lr"),
-                                                    tuple(theta.shape), steps)
+        rate, per_step, weak_rate = _rates(xp, device, inner_lr, tuple(theta.shape), steps, finite)
     l2 = _validate.l2(l2)
-    dtype = _validate.compute_dtype(xp, theta, Xs, *((Xq,) if query else ()),
-                                    *(() if weak_rate else (rate,)))
+    if clean and (weak_rate or rate.dtype == _F64):
+        dtype = _F64  # the result type of float64 arrays
+    else:
+        dtype = _validate.compute_dtype(xp, theta, Xs, *((Xq,) if query else ()),
+                                        *(() if weak_rate else (rate,)))
     if rate is not None and _xp.is_complex(xp, rate):
         dtype = _xp.complex_dtype_of(xp, dtype)
     real = _xp.real_dtype_of(xp, dtype)
@@ -210,123 +270,6 @@ def _meta_general(model, theta, Xs, ys, Xq, yq, l2, inner_lr, inner_steps):
         stack(Xq) if query else None, stack(yq) if query else None,
         None if rate is None else _validate.cast(xp, rate, dtype), per_step, steps, l2, batched,
     )
-
-
-# ----------------------------------------------------------------------------- the NumPy fast path
-
-_F64 = np.dtype(np.float64)
-
-
-def _f64(*arrays):
-    """Every argument is a plain NumPy float64 array."""
-    return all(type(a) is np.ndarray and a.dtype == _F64 for a in arrays)
-
-
-def _real(value):
-    return type(value) is float or type(value) is int
-
-
-def _fast_l2(l2):
-    return _real(l2) and 0 <= l2 < math.inf
-
-
-def _fast_rate(rate, theta_shape, steps):
-    """``(rate, per_step)`` for a Python number or a NumPy float64 array of a valid shape, else None
-    (labels, rates and every other array must be plain NumPy arrays here: a mix of libraries
-    takes the general path, which refuses it)."""
-    if _real(rate):
-        return (np.asarray(float(rate)), False) if math.isfinite(rate) else None
-    if not _f64(rate):
-        return None
-    per_step = _validate.rate_layout(tuple(rate.shape), theta_shape, steps)
-    if per_step is None or not _xp.numpy_finite(rate):
-        return None
-    return rate, per_step
-
-
-def _model_call_fast(model, theta, X, y, l2, v):
-    arrays = (theta, X) + (() if v is ABSENT else (v,))
-    if not (_f64(*arrays) and _fast_l2(l2) and X.ndim in (2, 3) and 0 not in X.shape
-            and (y is ABSENT or type(y) is np.ndarray)):
-        return None
-    nd = model.param_ndim
-    per_task = theta.shape[theta.ndim - nd:]
-    if not (theta.ndim == nd or (theta.ndim == nd + 1 and X.ndim == 3 and theta.shape[0] == X.shape[0])):
-        return None
-    if v is not ABSENT and v.shape != theta.shape and (X.ndim == 2 or v.shape != (X.shape[0],) + per_task):
-        return None
-    model.check_parameters(per_task, X.shape[-1], "theta", "X", X.shape)
-    if not _xp.numpy_finite(*arrays):
-        return None
-    if y is not ABSENT:
-        y = model.labels(_xp.NUMPY, "cpu", present(y, "y"), X, per_task, _F64, "y")
-    batched = X.ndim == 3
-    if not batched:
-        X = X[None]
-        y = y if y is ABSENT else y[None]
-        v = v if v is ABSENT else v[None]
-    return Call(_xp.NUMPY, theta, X, None if y is ABSENT else y, None if v is ABSENT else v,
-                float(l2), batched)
-
-
-def _meta_fast(model, theta, Xs, ys, Xq, yq, l2, inner_lr, inner_steps):
-    query = Xq is not ABSENT
-    if not (_f64(theta, Xs, *((Xq,) if query else ())) and _fast_l2(l2) and type(inner_steps) is int
-            and inner_steps >= 0 and Xs.ndim in (2, 3) and 0 not in Xs.shape
-            and theta.ndim == model.param_ndim and type(ys) is np.ndarray
-            and (not query or type(yq) is np.ndarray)):
-        return None
-    if query and (Xq.ndim != Xs.ndim or 0 in Xq.shape or Xq.shape[-1] != Xs.shape[-1]
-                  or Xq.shape[:-2] != Xs.shape[:-2]):
-        return None
-    rate, per_step = None, False
-    if inner_lr is not NO_RATE:
-        found = _fast_rate(inner_lr, tuple(theta.shape), inner_steps)
-        if found is None:
-            return None
-        rate, per_step = found
-    model.check_parameters(theta.shape, Xs.shape[-1], "theta", "Xs", Xs.shape)
-    if not _xp.numpy_finite(theta, Xs, *((Xq,) if query else ())):
-        return None
-    ys = model.labels(_xp.NUMPY, "cpu", present(ys, "ys"), Xs, theta.shape, _F64, "ys")
-    if query:
-        yq = model.labels(_xp.NUMPY, "cpu", present(yq, "yq"), Xq, theta.shape, _F64, "yq")
-    batched = Xs.ndim == 3
-    if not batched:
-        Xs, ys = Xs[None], ys[None]
-        if query:
-            Xq, yq = Xq[None], yq[None]
-    return Problem(_xp.NUMPY, model, theta, Xs, ys, Xq if query else None, yq if query else None,
-                   rate, per_step, inner_steps, float(l2), batched)
-
-
-# ----------------------------------------------------------------------------- entry points
-
-def model_call(model, theta, X, y=ABSENT, *, l2=0.0, v=ABSENT):
-    """Validate the arguments of a model function; returns a :class:`Call`.
-
-    ``y=ABSENT`` for calls without targets (``predict``); ``v`` is the direction of an HVP, of
-    ``theta``'s shape or, for a stack of tasks, ``(T,) + P``.
-    """
-    try:
-        found = _model_call_fast(model, theta, X, y, l2, v)
-    except (TypeError, ValueError, OverflowError):  # the general path says what is wrong
-        found = None
-    return found if found is not None else _model_call_general(model, theta, X, y, l2, v)
-
-
-def meta(model, theta, Xs, ys, Xq=ABSENT, yq=ABSENT, *, l2=0.0, inner_lr=NO_RATE, inner_steps=0):
-    """Validate every argument of a MAML-family call; returns a :class:`Problem`.
-
-    ``Xq=yq=ABSENT`` for calls without a query set (``adapt``, ``reptile_direction``);
-    ``inner_lr=NO_RATE`` for methods without an inner learning rate (implicit MAML).
-    """
-    try:
-        found = _meta_fast(model, theta, Xs, ys, Xq, yq, l2, inner_lr, inner_steps)
-    except (TypeError, ValueError, OverflowError):  # the general path says what is wrong
-        found = None
-    return found if found is not None else _meta_general(model, theta, Xs, ys, Xq, yq, l2, inner_lr,
-                                                         inner_steps)
 
 
 def flag(value, name):

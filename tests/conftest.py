@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from refmaml import backends
+
 settings.register_profile(
     "ci", max_examples=30, derandomize=True, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -57,21 +59,18 @@ class Backend:
         return self.name
 
 
+BACKENDS = {"numpy": ("numpy", None), "strict": ("strict", "CPU_DEVICE"), "strict-device1": ("strict", "device1"),
+            "cupy": ("cupy", None)}
+"""The values of the ``backend`` fixture by id: a test that needs only some backends for some of
+its cases parametrizes ``backend`` indirectly with them."""
+
+
 def _backends():
-    out = [pytest.param(("numpy", None), id="numpy")]
-    out.append(pytest.param(("strict", "CPU_DEVICE"), id="strict"))
-    out.append(pytest.param(("strict", "device1"), id="strict-device1"))
-    out.append(pytest.param(("cupy", None), id="cupy"))
-    return out
+    return [pytest.param(value, id=name) for name, value in BACKENDS.items()]
 
 
 def _gpu_available():
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+    return backends.gpu()
 
 
 @pytest.fixture(scope="session", params=_backends())

@@ -149,3 +149,138 @@ def rel_err(a, b, floor=0.0):
     """``||a - b|| / max(||b||, floor, tiny)``: the relative error, with an optional scale floor."""
     a, b = np.asarray(a), np.asarray(b)
     return norm(a - b) / max(norm(b), floor, np.finfo(float).tiny)
+
+
+# --- networks of Linear, Tanh and ReLU layers (derivations/mlp.md (N1)-(N6)) ---------------------
+#
+# ``layers`` is a tuple of ("linear", fan_in, fan_out), ("tanh",) and ("relu",); ``theta`` is flat,
+# each Linear's weight (fan_out, fan_in) row-major then its bias, in the order of the layers
+# (PyTorch's ``parameters_to_vector``). Heads: "mse" (mean over examples and outputs of (z - y)^2,
+# targets (n, q)), "logistic" (one output, labels 0/1, targets (n,)), "softmax" (labels (n,)).
+
+
+def _linear_params(theta, fan_in, fan_out, offset):
+    W = theta[offset:offset + fan_out * fan_in].reshape(fan_out, fan_in)
+    b = theta[offset + fan_out * fan_in:offset + fan_out * (fan_in + 1)]
+    return W, b, offset + fan_out * (fan_in + 1)
+
+
+def _activation(kind, z):
+    """``(sigma(z), sigma'(z), sigma''(z))``; ReLU's branch is that of Re z (complex steps)."""
+    if kind == "tanh":
+        t = np.tanh(z)
+        return t, 1 - t * t, -2 * t * (1 - t * t)
+    on = (np.real(z) > 0).astype(float)
+    return z * on, on, np.zeros(np.shape(z))
+
+
+def network_forward(layers, theta, X):
+    """Outputs ``z (n, q)`` and, for each layer, its input (complex theta allowed)."""
+    a, inputs, offset = X, [], 0
+    for layer in layers:
+        inputs.append(a)
+        if layer[0] == "linear":
+            W, b, offset = _linear_params(theta, layer[1], layer[2], offset)
+            a = a @ W.T + b
+        else:
+            a = _activation(layer[0], a)[0]
+    return a, inputs
+
+
+def preactivations(layers, theta, X):
+    """The inputs of every ReLU layer, flattened: how far they are from 0 is how far the kinks are."""
+    _, inputs = network_forward(layers, theta, X)
+    parts = [np.ravel(a) for layer, a in zip(layers, inputs) if layer[0] == "relu"]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _targets(head, z, y):
+    return y.reshape(z.shape) if head == "mse" else (y[:, None] if head == "logistic" else one_hot(y, z.shape[1]))
+
+
+def network_loss(layers, head, theta, X, y, l2=0.0):
+    """(N1) and the head of (H6), written from the definitions, plus (l2/2) theta . theta."""
+    z, _ = network_forward(layers, theta, X)
+    if head == "mse":
+        data = np.mean((z - _targets(head, z, y)) ** 2)
+    elif head == "logistic":
+        data = loss(np.ones(1), z, y)
+    else:
+        data = softmax_loss(np.eye(z.shape[1]), z, y)
+    return data + 0.5 * l2 * np.sum(theta * theta)
+
+
+def network_grad_hvp(layers, head, theta, X, y, l2=0.0, v=None, absolute=False):
+    """The gradient of :func:`network_loss` by backpropagation (N2), (N3) and, with a direction
+    ``v``, ``H v`` by Pearlmutter's R-operator (N4)-(N6), written out layer by layer.
+
+    With ``absolute=True`` every operand of every product (weights, inputs, slopes, curvatures,
+    residuals, directions) is replaced by its magnitude, the residual of mse by the magnitudes of
+    its terms, ``2 (|a| |W|^T + |b| + |y|) / q``: the result is the sum of the magnitudes of the
+    terms of each entry, the scale of its rounding error (each entry is computed to a few ulps of
+    it).  Returns ``(grad, Hv or None)``.
+    """
+    m = np.abs if absolute else (lambda a: a)
+    n = X.shape[0]
+    z, inputs = network_forward(layers, theta, X)
+    target = _targets(head, z, y)
+    if head == "mse":
+        q = z.shape[1]
+        if absolute:
+            _, fan_in, fan_out = layers[-1]
+            W, b, _ = _linear_params(theta, fan_in, fan_out, theta.size - fan_out * (fan_in + 1))
+            r = 2 * (np.abs(inputs[-1]) @ np.abs(W).T + np.abs(b) + np.abs(target)) / q
+        else:
+            r = 2 * (z - target) / q
+        curvature = lambda u: 2 * u / q  # noqa: E731
+    else:
+        P = sigmoid(z) if head == "logistic" else softmax_probabilities(z)
+        r = m(P - target)
+        if head == "logistic":
+            curvature = lambda u: m(P * (1 - P)) * u  # noqa: E731
+        elif absolute:
+            curvature = lambda u: P * u + P * np.sum(P * u, axis=1, keepdims=True)  # noqa: E731
+        else:
+            curvature = lambda u: P * u - P * np.sum(P * u, axis=1, keepdims=True)  # noqa: E731
+    # the R-forward pass: the tangents of every layer's input along v
+    params, offset = [], 0
+    for layer in layers:
+        if layer[0] == "linear":
+            W, b, end = _linear_params(theta, layer[1], layer[2], offset)
+            params.append((m(W), m(b), offset, end))
+            offset = end
+        else:
+            params.append(None)
+    tangents, dot = [], None
+    if v is not None:
+        v = m(v)
+        for layer, a, p in zip(layers, inputs, params):
+            tangents.append(dot)
+            if layer[0] == "linear":
+                W, b, start, _ = p
+                Wd, bd, _ = _linear_params(v, layer[1], layer[2], start)
+                dot = m(a) @ Wd.T + bd + (0 if dot is None else dot @ W.T)
+            elif dot is not None:
+                dot = m(_activation(layer[0], a)[1]) * dot
+    delta = r / n
+    R = curvature(dot) / n if v is not None else None
+    grad = np.zeros(theta.shape, dtype=np.result_type(theta, X, r))
+    Hv = np.zeros(theta.shape, dtype=np.result_type(grad, R)) if v is not None else None
+    for i in reversed(range(len(layers))):
+        layer, a = layers[i], m(inputs[i])
+        if layer[0] == "linear":
+            W, b, start, end = params[i]
+            grad[start:end] = np.concatenate([(delta.T @ a).ravel(), delta.sum(axis=0)])
+            if v is not None:
+                RW = R.T @ a + (0 if tangents[i] is None else delta.T @ tangents[i])
+                Hv[start:end] = np.concatenate([np.ravel(RW), R.sum(axis=0)])
+                Wd, _, _ = _linear_params(v, layer[1], layer[2], start)
+                R = R @ W + delta @ Wd
+            delta = delta @ W
+        else:
+            _, slope, curve = _activation(layer[0], inputs[i])
+            if v is not None:
+                R = m(slope) * R + (m(curve) * tangents[i] * delta if tangents[i] is not None else 0)
+            delta = m(slope) * delta
+    grad = grad + l2 * m(theta)
+    return grad, (None if v is None else Hv + l2 * v)

@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "refmaml"
 
 # Bottom to top. A module may import from its own layer and every layer below it.
 LAYERS = [
-    ("base", {"errors", "_xp", "_validate", "_text", "_malloc", "_threads"}),
+    ("base", {"errors", "_xp", "_validate", "_text", "_malloc", "_threads", "_atomic", "backends"}),
     ("kernels", {"kernels"}),
     ("checks", {"special", "check"}),
     ("problem", {"problem"}),
@@ -27,8 +27,8 @@ LAYERS = [
     ("variants", {"variants"}),
     ("instances", {"instances"}),
     ("oracle", {"oracle"}),
-    ("applications", {"tasks", "adam", "checkpoint", "evaluate", "train", "demo", "verify", "audit",
-                      "tutorial", "explain", "cli", "__main__"}),
+    ("applications", {"tasks", "adam", "checkpoint", "evaluate", "train", "presets", "report", "plot", "demo",
+                      "verify", "audit", "tutorial", "explain", "cli", "__main__"}),
 ]
 FOREIGN = {"torch", "jax", "jaxlib", "tensorflow"}
 

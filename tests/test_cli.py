@@ -16,6 +16,7 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"refmaml {refmaml.__version__}"
 
 
+@pytest.mark.slow
 def test_verify_passes_and_prints_the_table(capsys, monkeypatch):
     seen = []
     run = verify.run
@@ -36,6 +37,7 @@ def test_verify_passes_and_prints_the_table(capsys, monkeypatch):
     assert {r.dtype for r in rows} == {"float64", "float32"}
 
 
+@pytest.mark.slow
 def test_verify_reports_a_failure_with_exit_status_1(monkeypatch, capsys):
     broken = list(verify.IDENTITIES["softmax"])
     name, label, tol, f64, _ = broken[0]

@@ -32,14 +32,25 @@ def _argv(path, out):
 
 @pytest.mark.slow
 def test_killed_training_always_leaves_a_complete_checkpoint(tmp_path):
+    _kill_and_resume(tmp_path, KILLS)
+
+
+def test_one_killed_training_leaves_a_checkpoint_that_resumes_exactly(tmp_path):
+    """The fast lane's share of the test above: one kill point."""
+    _kill_and_resume(tmp_path, 1)
+
+
+def _kill_and_resume(tmp_path, count):
+    """Kill ``count`` training processes at random moments; each leaves a complete checkpoint
+    that resumes to the uninterrupted run, to the bit."""
     straight = train.train(CONFIG)
     rng = np.random.default_rng(2026)
     path = tmp_path / "run.npz"
     kills, mid_write, seen = 0, 0, []
     attempts = 0
-    while kills < KILLS:
+    while kills < count:
         attempts += 1
-        assert attempts < 6 * KILLS, "the processes finished before they could be killed"
+        assert attempts < 6 * count, "the processes finished before they could be killed"
         before = train.load(path).iteration if path.exists() else 0
         proc = subprocess.Popen(_argv(path, tmp_path / "out"), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

@@ -96,6 +96,7 @@ def test_table_and_files(report, tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_demo_command_meets_its_claims(tmp_path, capsys):
     """`refmaml demo` as a new user runs it, the sinusoid of the MAML paper: after one step MAML's
     query MSE is at most 0.45, and every baseline's MSE is at least three times MAML's at every
@@ -115,6 +116,7 @@ def test_demo_command_meets_its_claims(tmp_path, capsys):
     assert r["paired"]["maml"]["loss_difference"]["ci95"][1] < 0  # lower MSE than the better baseline
 
 
+@pytest.mark.slow
 def test_demo_on_the_synthetic_family_meets_its_claims(tmp_path, capsys):
     """`refmaml demo --family synthetic-binary`: on held-out tasks Meta-SGD beats both baselines with
     non-overlapping 95% intervals; exact MAML is not significantly worse than the better baseline."""

@@ -109,6 +109,7 @@ def test_threads_get_the_answers_of_sequential_calls():
                     assert np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_threads_share_the_task_groups_pool():
     """Large NumPy calls split their tasks over a process-wide pool; callers from many threads at
     once still get their own tasks' results, in order, bit for bit."""

@@ -17,6 +17,7 @@ import refmaml
 from refmaml import models
 
 from . import reference as ref
+from .conftest import BACKENDS
 
 ALPHAS = [-0.2, 0.1, 0.5, 1.5]
 MODELS = ["logistic", "softmax", "linear"]
@@ -58,13 +59,33 @@ def _ref_meta_loss(p, alpha, K, l2, model="logistic"):
                                               model))
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("K", range(11))
-@pytest.mark.parametrize("alpha", ALPHAS)
-@pytest.mark.parametrize("l2", [0.0, 0.3])
-@pytest.mark.parametrize("form", FORMS)
+def _unrolled_cases():
+    """The cases of the test below: ``(backend, model, form, K, alpha, l2)``.
+
+    On NumPy, for every model and both forms: K = 0 once (the meta-loss is the query loss at
+    theta, so alpha and l2 do not enter), and K = 1 (one factor ``I - alpha H``), 2 (a product of
+    factors at distinct iterates, the reverse pass's recursion) and 10 (a long product: rounding
+    accumulated over the steps, and the expanding loop of linear regression at alpha >= 0.5) at
+    every alpha (negative, small, moderate, beyond the curvature's stable range) with and without
+    l2.  K = 3..9 repeat K = 2's recursion with more factors and add no condition of their own.
+    The other backends check the namespace and the device of the results and the same arithmetic
+    there, for every model and form: at K = 0 and at K = 2 (alpha = 0.5, l2 = 0.3), the shortest
+    loop that runs the recursion (alpha, l2 and a longer loop change no array operation).
+    """
+    out = []
+    for model in MODELS:
+        for form in FORMS:
+            out.append(("numpy", model, form, 0, 0.5, 0.3))
+            out += [("numpy", model, form, K, alpha, l2) for K in (1, 2, 10) for alpha in ALPHAS for l2 in (0.0, 0.3)]
+            out += [(b, model, form, K, 0.5, 0.3) for b in ("strict", "strict-device1", "cupy") for K in (0, 2)]
+    return [pytest.param(BACKENDS[b], model, form, K, alpha, l2, id=f"{b}-{model}-{form}-K{K}-a{alpha}-l2{l2}")
+            for b, model, form, K, alpha, l2 in out]
+
+
+@pytest.mark.parametrize("backend, model, form, K, alpha, l2", _unrolled_cases(), indirect=["backend"])
 def test_meta_gradient_against_complex_step_through_unrolled_loop(backend, K, alpha, l2, model, form):
-    """(M6) against Im L(theta + i h e_j) / h of the reference unrolled loop, K = 0..10."""
+    """(M6) against Im L(theta + i h e_j) / h of the reference unrolled loop, K from 0 to 10 (the
+    cases, and what each adds: ``_unrolled_cases``)."""
     p = _problem(seed=K, model=model)
     loss, g = meta(form, **_on(backend, p), inner_lr=alpha, inner_steps=K, l2=l2,
                                           model=model)

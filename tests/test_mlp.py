@@ -1,6 +1,8 @@
-"""Multilayer perceptrons (derivations/mlp.md): backpropagation and the R-operator against the
-complex step and central differences, PyTorch as an independent referee, MAML and its family
-through a network, the equivalences with the linear models, and the refusals.
+"""Multilayer perceptrons (derivations/mlp.md): what ``test_models.py`` does not already check of
+every MLP (its generic tests run on MLPs with one hidden layer, tanh and ReLU under each head, on
+every backend): two hidden layers against the textbook network of ``reference.py``, the
+Gauss-Newton split (N7), PyTorch as an independent referee, MAML and its family through a
+network, the kinks, the equivalences with the linear models, and the refusals.
 
 Tolerances: complex step 1e-12 relative (exact to rounding: every step of the network is analytic
 on its branch), central differences 1e-6 (``eps^(2/3)`` of the function's scale, about 1e-10,
@@ -17,11 +19,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import refmaml
-from refmaml import check
 from refmaml.models import MLP, linear, logistic
 
 from . import reference as ref
 from . import referees
+from .conftest import BACKENDS
 
 MARGIN = 1e-3
 HEADS = [("mse", 2), ("logistic", 1), ("softmax", 3)]
@@ -37,31 +39,21 @@ def _targets(rng, head, shape, out):
     return rng.integers(0, out, shape)
 
 
+def textbook_layers(model):
+    """The MLP's layers as ``reference.network_forward`` describes them."""
+    out = []
+    for l, (fan_in, fan_out) in enumerate(zip(model.sizes[:-1], model.sizes[1:])):
+        out += [("linear", fan_in, fan_out)] + ([(model.activation,)] if l < len(model.sizes) - 2 else [])
+    return tuple(out)
+
+
 def textbook_outputs(model, theta, X):
     """(N1) written from the definition with NumPy alone (complex theta allowed)."""
-    h = X
-    offset = 0
-    sizes = model.sizes
-    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        W = theta[offset:offset + fan_out * fan_in].reshape(fan_out, fan_in)
-        offset += fan_out * fan_in
-        b = theta[offset:offset + fan_out]
-        offset += fan_out
-        z = h @ W.T + b
-        h = z if l == len(sizes) - 2 else (np.tanh(z) if model.activation == "tanh"
-                                           else np.where(np.real(z) > 0, z, 0))
-    return z
+    return ref.network_forward(textbook_layers(model), theta, X)[0]
 
 
 def textbook_loss(model, theta, X, y, l2=0.0):
-    z = textbook_outputs(model, theta, X)
-    if model.loss_name == "mse":
-        data = np.mean((z - y) ** 2)
-    elif model.loss_name == "logistic":
-        data = ref.loss(np.ones(1), z, y)  # mean BCE of the logits z (n, 1) @ [1]
-    else:
-        data = np.mean(np.log(np.sum(np.exp(z - z[np.arange(len(y)), y][:, None]), axis=1)))
-    return data + 0.5 * l2 * np.sum(theta * theta)
+    return ref.network_loss(textbook_layers(model), model.loss_name, theta, X, y, l2)
 
 
 def preactivations(model, theta, X):
@@ -113,7 +105,8 @@ def instance(act, head, out, seed, T=2, n=5, m=4, sizes=(3, 5, 4), **inner):
 @pytest.mark.parametrize("act, head, out", CASES, ids=IDS)
 @pytest.mark.parametrize("l2", [0.0, 0.3])
 def test_gradient_against_complex_step_of_the_textbook_loss(act, head, out, l2):
-    """(N2), (N3) against Im L(theta + i h e_j) / h of the loss written from (N1) alone."""
+    """(N2), (N3) against Im L(theta + i h e_j) / h of the loss written from (N1) alone, through
+    two hidden layers (``test_models.py`` runs one), and the loss itself to 1e-14 (a few ulps)."""
     model, theta, X, y, _, _ = instance(act, head, out, seed=1)
     for t in range(2):
         got = model.grad(theta, X[t], y[t], l2=l2)
@@ -124,26 +117,15 @@ def test_gradient_against_complex_step_of_the_textbook_loss(act, head, out, l2):
 
 
 @pytest.mark.parametrize("act, head, out", CASES, ids=IDS)
-def test_gradient_and_hvp_against_central_differences(act, head, out):
-    model, theta, X, y, _, _ = instance(act, head, out, seed=2)
-    v = np.random.default_rng(0).standard_normal(model.size)
-    assert check.gradient_error(lambda th: model.loss(th, X[0], y[0], l2=0.1),
-                                lambda th: model.grad(th, X[0], y[0], l2=0.1), theta, method="central") <= 1e-6
-    assert check.hvp_error(lambda th: model.grad(th, X[0], y[0], l2=0.1),
-                           lambda th, u: model.hvp(th, X[0], y[0], u, l2=0.1), theta, v, method="central") <= 1e-6
-
-
-@pytest.mark.parametrize("act, head, out", CASES, ids=IDS)
-def test_hvp_against_complex_step_of_the_gradient(backend, act, head, out):
-    """(N4)-(N6): H v = d/dt grad(theta + t v), one task and a stack, shared and per-task theta."""
+def test_hvp_against_complex_step_of_the_gradient(act, head, out):
+    """(N4)-(N6): H v = d/dt grad(theta + t v) through two hidden layers (``test_models.py`` runs
+    one, on every backend), a stack with shared and with per-task theta, to 1e-12."""
     model, theta, X, y, _, _ = instance(act, head, out, seed=3)
     rng = np.random.default_rng(1)
-    Xb, yb = backend.put(X), backend.put(y)
     for th in (theta, np.stack([theta, theta + 0.01 * rng.standard_normal(model.size)])):
         v = rng.standard_normal(th.shape)
-        got = backend.get(model.hvp(backend.put(th), Xb, yb, backend.put(v), l2=0.2))
-        want = ref.complex_step_directional(lambda t: backend.get(model.grad(backend.put(t), Xb, yb, l2=0.2)),
-                                            th, v)
+        got = model.hvp(th, X, y, v, l2=0.2)
+        want = ref.complex_step_directional(lambda t: model.grad(t, X, y, l2=0.2), th, v)
         assert got.shape == (2, model.size)
         assert ref.rel_err(got, want) <= 1e-12
 
@@ -200,8 +182,17 @@ def test_explicit_hessian_is_symmetric_and_its_columns_are_hvps(act, head, out):
 
 # ------------------------------------------------------------------ MAML through a network
 
-@pytest.mark.parametrize("act, head, out", CASES, ids=IDS)
-@pytest.mark.parametrize("K", range(6))
+def _meta_cases():
+    """NumPy at every K from 0 to 5 (no step, one factor, the recursion and its products); the
+    other backends at K = 2, the shortest loop that runs the recursion (namespace, device and the
+    same arithmetic there)."""
+    out = [(BACKENDS["numpy"], case, K, f"numpy-{i}-K{K}") for case, i in zip(CASES, IDS) for K in range(6)]
+    out += [(BACKENDS[b], case, 2, f"{b}-{i}-K2") for case, i in zip(CASES, IDS)
+            for b in ("strict", "strict-device1", "cupy")]
+    return [pytest.param(b, *case, K, id=name) for b, case, K, name in out]
+
+
+@pytest.mark.parametrize("backend, act, head, out, K", _meta_cases(), indirect=["backend"])
 def test_meta_gradient_against_complex_step(backend, act, head, out, K):
     """(M6) through the network: the complex step of the unrolled inner loop, K = 0..5, with l2."""
     inner = dict(inner_lr=0.2, inner_steps=K, l2=0.1)

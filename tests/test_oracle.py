@@ -244,6 +244,7 @@ REFEREES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", cases.MODELS)
 @pytest.mark.parametrize("name", sorted(REFEREES))
 def test_correct_referees_pass_to_rounding(name, model):
@@ -258,6 +259,7 @@ def test_correct_referees_pass_to_rounding(name, model):
         assert worst <= 1e-12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", cases.MODELS)
 @pytest.mark.parametrize("bug", referees.BUGS)
 def test_broken_torch_referees_are_diagnosed(bug, model):
@@ -267,6 +269,7 @@ def test_broken_torch_referees_are_diagnosed(bug, model):
     assert report.diagnosis == bug, report.message
 
 
+@pytest.mark.slow
 def test_first_order_jax_is_diagnosed():
     pytest.importorskip("jax")
     for lr_grad in (False, True):
@@ -442,6 +445,7 @@ def test_check_cli_passes_a_correct_implementation(tmp_path, capsys):
     assert code == 0 and "PASSED" in out and "86 cases agree" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug", referees.BUGS)
 def test_check_cli_names_each_broken_referee(tmp_path, capsys, bug):
     _torch()

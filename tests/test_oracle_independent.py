@@ -1,4 +1,4 @@
-"""What the oracle says of implementations written apart from refmaml (tests/independent.py).
+"""What the oracle says of implementations written apart from refmaml (tests/referees.py, section 3).
 
 Each implementation is judged on the logistic cases with ``l2=True`` (and ``lr_grad=True`` for the
 ones that return a rate gradient); the correct ones must pass (no false alarm), each mistake must get
@@ -12,19 +12,20 @@ import pytest
 
 from refmaml import oracle
 
+from . import referees
+
 pytest.importorskip("torch")
 pytest.importorskip("jax")
-
-from . import independent  # noqa: E402  (needs torch and jax)
 
 
 def _check(name, lr_grad=False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the textbook loss takes log(0)
-        return oracle.check(getattr(independent, name), model="logistic", l2=True, lr_grad=lr_grad)
+        return oracle.check(getattr(referees, name), model="logistic", l2=True, lr_grad=lr_grad)
 
 
-@pytest.mark.parametrize("name", ["torch_correct", "jax_correct", "numpy_correct"])
+@pytest.mark.parametrize("name", [
+    "torch_correct", pytest.param("jax_correct", marks=pytest.mark.slow), "numpy_correct"])  # JAX compiles: slow
 def test_correct_implementations_pass(name):
     report = _check(name)
     assert report.passed and report.diagnosis is None, report.message
@@ -70,6 +71,7 @@ def test_one_tasks_support_set_for_all_points_at_state_between_tasks():
     assert "between tasks" in report.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["torch_correct_lr", "torch_lr_sign_lr"])
 def test_an_unused_rate_at_k0_raises_and_is_located(name):
     """Both ask autograd for the gradient of a rate the graph does not use when K = 0."""
@@ -80,6 +82,7 @@ def test_an_unused_rate_at_k0_raises_and_is_located(name):
     assert "Check the conventions" not in report.message
 
 
+@pytest.mark.slow
 def test_a_negated_rate_gradient_is_located_on_the_rate_gradient():
     right, wrong = _check("torch_correct_lr", lr_grad=True), _check("torch_lr_sign_lr", lr_grad=True)
     bad = {r.name for r in wrong.cases if not r.passed} - {r.name for r in right.cases if not r.passed}

@@ -4,7 +4,7 @@ ridge term, the Hessian's point and the gradient alone, and ``refmaml check`` re
 results.
 
 Every implementation judged here is written from the definitions, the way users write MAML
-(``implementations.py``, ``referees.py``), never with refmaml's code. Tolerances are the oracle's
+(``referees.py``), never with refmaml's code. Tolerances are the oracle's
 own (``refmaml.oracle.TOLERANCE``); the checks here are on verdicts, keys and messages.
 """
 
@@ -16,7 +16,6 @@ import pytest
 from refmaml import cli, oracle
 from refmaml.oracle import cases, judge, vectors
 
-from . import implementations as impl
 from . import referees
 
 KEYS = ["loss_agrees", "grad_agrees", "lr_grad_agrees", "failing_only_when", "nonfinite", "raised"]
@@ -28,22 +27,22 @@ def _torch():
 
 def user(mistake, model="logistic"):
     _torch()
-    return impl.torch_user(model, mistake)
+    return referees.torch_user(model, mistake)
 
 
 # --- localization -------------------------------------------------------------------------------
 
 def test_localization_has_exactly_its_keys_and_is_empty_on_a_pass():
-    report = oracle.check(impl.numpy_logistic(), l2=True, lr_grad=True, steps=(1, 2))
+    report = oracle.check(referees.numpy_logistic(), l2=True, lr_grad=True, steps=(1, 2))
     assert report.passed and list(report.localization) == KEYS
     assert report.localization == {"loss_agrees": True, "grad_agrees": True, "lr_grad_agrees": True,
                                    "failing_only_when": [], "nonfinite": [], "raised": []}
-    assert oracle.check(impl.numpy_logistic(), steps=(2,)).localization["lr_grad_agrees"] is None
+    assert oracle.check(referees.numpy_logistic(), steps=(2,)).localization["lr_grad_agrees"] is None
 
 
 def test_a_wrong_backward_pass_with_a_right_loss_points_at_the_backward_pass():
     """A sign error in the Hessian-vector term: the loss agrees to rounding everywhere."""
-    report = oracle.check(impl.numpy_logistic("hvp_sign"), steps=(1, 2))
+    report = oracle.check(referees.numpy_logistic("hvp_sign"), steps=(1, 2))
     loc = report.localization
     assert report.diagnosis == "unknown"
     assert loc["loss_agrees"] and not loc["grad_agrees"]
@@ -51,7 +50,7 @@ def test_a_wrong_backward_pass_with_a_right_loss_points_at_the_backward_pass():
 
 
 def test_a_wrong_rate_gradient_alone_is_located():
-    report = oracle.check(impl.numpy_logistic("lr_grad_sign"), lr_grad=True, steps=(1,))
+    report = oracle.check(referees.numpy_logistic("lr_grad_sign"), lr_grad=True, steps=(1,))
     loc = report.localization
     assert report.diagnosis == "unknown"
     assert loc["loss_agrees"] and loc["grad_agrees"] and loc["lr_grad_agrees"] is False
@@ -158,12 +157,12 @@ def test_float32_answers_in_a_float64_check_seen_from_their_dtype():
 
 def test_float32_answers_in_a_float64_check_seen_from_their_errors():
     """Computed in float32, returned as float64: every error lies in float32's rounding band."""
-    report = oracle.check(impl.numpy_logistic("float32"), steps=(1, 2))
+    report = oracle.check(referees.numpy_logistic("float32"), steps=(1, 2))
     assert report.diagnosis == "interface"
     assert "float32's rounding band (1e-09 to 1e-04" in report.message
     worst = max(max(c.loss_error, c.grad_error) for c in report.cases)
     assert 1e-9 < worst <= 1e-4
-    assert oracle.check(impl.numpy_logistic("float32"), steps=(1, 2), dtype="float32").passed
+    assert oracle.check(referees.numpy_logistic("float32"), steps=(1, 2), dtype="float32").passed
 
 
 def test_wrong_number_of_values():
@@ -202,7 +201,7 @@ def test_ridge_bugs_cannot_be_named_without_l2():
 
 
 def test_hessian_at_the_last_iterate_is_named():
-    report = oracle.check(impl.numpy_logistic("hessian_at_last"), l2=True, lr_grad=True, steps=(2,))
+    report = oracle.check(referees.numpy_logistic("hessian_at_last"), l2=True, lr_grad=True, steps=(2,))
     assert report.diagnosis == "hessian_at_last_iterate", report.message
     assert report.localization["loss_agrees"]
 
@@ -218,12 +217,12 @@ def test_the_right_loss_with_a_bugs_gradient_is_named():
 @pytest.mark.parametrize("model", ["logistic", "softmax"])
 def test_the_tutorial_with_averaged_query_losses_is_named(model):
     _torch()
-    report = oracle.check(impl.torch_tutorial_averaged(model), model=model, steps=(1, 2))
+    report = oracle.check(referees.torch_tutorial_averaged(model), model=model, steps=(1, 2))
     assert report.diagnosis == "tutorial_code", report.message
 
 
 def test_check_says_which_cases_it_ran():
-    report = oracle.check(impl.numpy_logistic(), steps=(0, 5))
+    report = oracle.check(referees.numpy_logistic(), steps=(0, 5))
     assert report.ran.startswith(f"{len(report.cases)} cases: logistic; inner_steps 0, 5")
     assert f"ran {report.ran}" in str(report)
 
@@ -254,7 +253,7 @@ def _answers(fn, chosen, *, rate_grads):
 
 def _numpy_any(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2):
     """The hand-written NumPy implementation, asked for the rate gradient always (scalar rates too)."""
-    return impl.numpy_logistic()(theta, Xs, ys, Xq, yq, inner_lr=np.asarray(inner_lr, dtype=float),
+    return referees.numpy_logistic()(theta, Xs, ys, Xq, yq, inner_lr=np.asarray(inner_lr, dtype=float),
                                  inner_steps=inner_steps, l2=l2)
 
 
@@ -272,7 +271,7 @@ def _logistic(version="1", **opts):
 @pytest.mark.parametrize("opts", [{}, {"l2": True}, {"l2": True, "lr_grad": True}])
 def test_complete_results_pass(tmp_path, opts):
     rate_grads = opts.get("lr_grad", False)
-    fn = _numpy_any if rate_grads else (lambda *a, **k: impl.numpy_logistic()(*a, **k)[:2])
+    fn = _numpy_any if rate_grads else (lambda *a, **k: referees.numpy_logistic()(*a, **k)[:2])
     content = {"format": "refmaml-results", "vectors_version": "1", "options": opts,
                "results": _answers(fn, _logistic(**opts), rate_grads=rate_grads)}
     code, text = oracle.check_file(_file(tmp_path, content))
@@ -282,7 +281,7 @@ def test_complete_results_pass(tmp_path, opts):
 def test_four_answers_are_not_a_pass(tmp_path):
     chosen = _logistic()[:4]
     content = {"format": "refmaml-results", "vectors_version": "1",
-               "results": _answers(lambda *a, **k: impl.numpy_logistic()(*a, **k)[:2], chosen, rate_grads=False)}
+               "results": _answers(lambda *a, **k: referees.numpy_logistic()(*a, **k)[:2], chosen, rate_grads=False)}
     code, text = oracle.check_file(_file(tmp_path, content))
     required = len(_logistic())
     assert code == 1 and "INCOMPLETE" in text and "FAILED: incomplete" in text
@@ -370,6 +369,7 @@ SINUSOID = ((1, 40, 40, 1), "relu", "mse")
 CLASSIFIER = ((4, 8, 3), "tanh", "softmax")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch, kw", [(SINUSOID, dict(l2=True, lr_grad=True)), (CLASSIFIER, dict(l2=True)),
                                       (((2, 5, 2), "tanh", "mse"), dict(steps=(2,)))])
 def test_a_pytorch_network_passes(arch, kw):
@@ -379,17 +379,18 @@ def test_a_pytorch_network_passes(arch, kw):
     _torch()
     from refmaml.models import MLP
 
-    report = oracle.check(impl.torch_network(*arch), model=MLP(*arch), **kw)
+    report = oracle.check(referees.torch_network(*arch), model=MLP(*arch), **kw)
     assert report.passed, report.message
     assert all(c.name.startswith(cases.network_name(MLP(*arch))) for c in report.cases)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", [SINUSOID, CLASSIFIER])
 def test_a_pytorch_network_without_create_graph_is_first_order(arch):
     _torch()
     from refmaml.models import MLP
 
-    report = oracle.check(impl.torch_network(*arch, create_graph=False), model=MLP(*arch), steps=(2,))
+    report = oracle.check(referees.torch_network(*arch, create_graph=False), model=MLP(*arch), steps=(2,))
     assert report.diagnosis == "first_order", report.message
     assert "first_order" in report.named
 
@@ -415,7 +416,7 @@ def test_a_bug_a_network_cannot_separate_is_not_named():
     from refmaml.models import MLP
 
     model = MLP((3, 1), "tanh", "mse")
-    report = oracle.check(impl.torch_network((3, 1), "tanh", "mse"), model=model, steps=(2,)) \
+    report = oracle.check(referees.torch_network((3, 1), "tanh", "mse"), model=model, steps=(2,)) \
         if _has_torch() else None
     chosen = cases.select(cases.network_cases(model), models=(model,), steps=(2,))
     gaps = judge.separation(chosen, lr_grad=False)
@@ -455,6 +456,7 @@ def test_relu_cases_keep_their_margin():
     assert smallest >= cases.RELU_MARGIN
 
 
+@pytest.mark.slow
 def test_version_2_vectors_record_their_networks(tmp_path):
     paths = vectors.write(tmp_path)
     doc = json.loads(paths[0].read_text())
@@ -468,6 +470,7 @@ def test_version_2_vectors_record_their_networks(tmp_path):
     assert json.loads(one[0].read_text())["version"] == "1"
 
 
+@pytest.mark.slow
 def test_version_2_results_for_a_network(tmp_path):
     """A results file for the sinusoid network: the PyTorch network passes, first-order is named."""
     _torch()
@@ -476,7 +479,7 @@ def test_version_2_results_for_a_network(tmp_path):
     model = MLP(*SINUSOID)
     chosen = cases.select(cases.all_cases("2"), models=(model,), steps=(1,))
     for create_graph, expected in ((True, 0), (False, 1)):
-        fn = impl.torch_network(*SINUSOID, create_graph=create_graph)
+        fn = referees.torch_network(*SINUSOID, create_graph=create_graph)
         content = {"format": "refmaml-results", "vectors_version": "2",
                    "options": {"model": cases.network_name(model), "steps": [1]},
                    "results": _answers(fn, chosen, rate_grads=False)}
@@ -511,7 +514,7 @@ def test_the_command_line_prints_the_json_report_and_writes_either_version(tmp_p
     goes to stderr with exit 2; `refmaml vectors --version 1` writes the frozen version."""
     chosen = _logistic()[:4]
     content = {"format": "refmaml-results", "vectors_version": "1",
-               "results": _answers(lambda *a, **k: impl.numpy_logistic()(*a, **k)[:2], chosen, rate_grads=False)}
+               "results": _answers(lambda *a, **k: referees.numpy_logistic()(*a, **k)[:2], chosen, rate_grads=False)}
     path = _file(tmp_path, content)
     assert cli.main(["check", str(path), "--json"]) == 1
     out = capsys.readouterr().out

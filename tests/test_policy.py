@@ -1,13 +1,16 @@
 """The speed policy (refmaml.policy): the form "auto" takes by the cost formulas of
 derivations/dual.md (G8), and task groups in threads that change no bit of the result."""
 
+import ast
 import contextlib
+import inspect
+import pathlib
 
 import numpy as np
 import pytest
 
 import refmaml
-from refmaml import _threads, dual, maml, models, policy, problem
+from refmaml import _threads, _xp, dual, maml, models, policy, problem
 
 
 def _problem(seed, model, T, n, m, d, C=3):
@@ -93,7 +96,9 @@ def test_holding_blas_to_one_thread_changes_no_bit(form, shape, monkeypatch):
 def test_auto_counts_the_pairs_of_products_on_two_cores(monkeypatch):
     """Where the dual form computes its Gram products in pairs on two cores (``policy.PAIR_FLOPS``),
     ``auto`` counts them ``PAIR_SPEEDUP`` times cheaper (measured: 5.3 against 7.1 ms at
-    (32, 10, 15, 4096, 2)); with two tasks the same shapes stay in one thread, and primal."""
+    (32, 10, 15, 4096, 2) on the SkylakeX kernels); with two tasks the same shapes stay in one
+    thread, and primal."""
+    monkeypatch.setattr(_threads, "blas_kernels", lambda: ("skylakex",))
     kw = dict(inner_lr=0.1, inner_steps=2)
     many = problem.meta(models.get("logistic"), *_problem(6, "logistic", 32, 10, 15, 4096).values(), **kw)
     assert policy.sharing(many, "dual", policy.plan(many, "dual")[1])[0] == "pairs"
@@ -151,3 +156,100 @@ def test_a_forked_child_gets_its_own_worker_threads():
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "(3, 4)"
+
+
+def test_a_meta_gradient_asks_the_policy_through_one_entry():
+    """``meta_value_and_grad`` names of the policy only the forms, the context of its validation
+    and :func:`policy.run`, which it calls once; how the call is planned and shared stays behind it."""
+    source = inspect.getsource(maml.meta_value_and_grad)
+    used = {node.attr for node in ast.walk(ast.parse(source.strip()))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "policy"}
+    assert used == {"FORMS", "validating", "run"}
+    assert source.count("policy.run(") == 1
+
+
+@pytest.mark.parametrize("way", ["one thread", "pairs", "groups"])
+def test_run_computes_as_the_policy_decides(way, monkeypatch):
+    """``policy.run`` hands ``compute`` the problem (or each task group), the chosen form and
+    whether to compute in pairs, and returns the per-task results in task order."""
+    args = _problem(7, "logistic", T=5, n=4, m=6, d=8)
+    p = problem.meta(models.get("logistic"), *args.values(), inner_lr=0.2, inner_steps=2)
+    monkeypatch.setattr(_threads, "CORES", 2)
+    decided = {"one thread": (None, False), "pairs": ("pairs", True), "groups": ("groups", True)}[way]
+    monkeypatch.setattr(policy, "sharing", lambda *a: decided)
+    calls = []
+
+    def compute(part, chosen, pairs):
+        calls.append((part.tasks, chosen, pairs))
+        return maml.primal(part, first_order=False, lr_grad=False)
+
+    losses, g, rates = policy.run(p, "primal", lr_grad=False, compute=compute)
+    want = maml.primal(p, first_order=False, lr_grad=False)
+    assert rates is None and np.array_equal(losses, want[0]) and np.array_equal(g, want[1])
+    expected = {"one thread": [(5, "primal", False)], "pairs": [(5, "primal", True)],
+                "groups": [(2, "primal", False), (3, "primal", False)]}[way]
+    assert sorted(calls) == sorted(expected)
+    with pytest.raises(ValueError, match="form='dual' needs rates"):
+        policy.run(problem.meta(models.get("logistic"), *args.values(), inner_lr=np.full(8, 0.2),
+                                inner_steps=2, l2=0.1), "dual", lr_grad=False, compute=compute)
+
+
+def test_the_array_module_schedules_no_threads():
+    """``_xp`` is a plain module of namespaces, dtypes and devices: it starts no thread and imports
+    nothing that does (the finiteness check in two threads is the policy's, ``validating``)."""
+    tree = ast.parse(pathlib.Path(_xp.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.update([node.module.split(".")[0]] if node.level == 0 else [a.name for a in node.names])
+    assert not imported & {"threading", "concurrent", "multiprocessing", "_threads", "threadpoolctl"}
+
+
+def test_single_threaded_products_follow_the_blas_kernel(monkeypatch):
+    """OpenBLAS computes a product on one thread up to 524,287 multiply-adds whatever its kernel,
+    up to 10^6 where the kernel has its small-matrix path (SkylakeX), never beyond; the kernel is
+    read only in between."""
+    def unread():
+        raise AssertionError("the kernel was read")
+
+    monkeypatch.setattr(_threads, "blas_kernels", unread)
+    assert policy.single_threaded(25 * 25 * 784) and not policy.single_threaded(100 * 100 * 1024)
+    for kernels, between in ((("skylakex",), True), (("cooperlake",), True), (("haswell",), False),
+                             (("sandybridge",), False), (("skylakex", None), False), ((), False)):
+        monkeypatch.setattr(_threads, "blas_kernels", lambda kernels=kernels: kernels)
+        assert policy.single_threaded(25 * 25 * 850) == between
+        assert policy.single_threaded(1e6) == between and not policy.single_threaded(1e6 + 1)
+
+
+def test_a_task_alone_and_in_a_batch_agree_between_the_bounds():
+    """At (25, 25, 850) one task's Gram product has 531,250 multiply-adds: one thread in OpenBLAS
+    with the SkylakeX kernels, two (and other bits) with the Haswell and Sandybridge kernels, where
+    the policy holds no BLAS thread for it. On the kernel this process runs, a task alone and the
+    same task in a batch large enough to share the cores give the same bits."""
+    args = _problem(8, "logistic", T=12, n=25, m=25, d=850)
+    kw = dict(inner_lr=0.1, inner_steps=2, form="dual", reduction="none")
+    batch = refmaml.meta_value_and_grad(*args.values(), **kw)
+    for t in (0, 11):
+        alone = refmaml.meta_value_and_grad(*(a[t] if a.ndim > 1 else a for a in args.values()), **kw)
+        assert np.array_equal(alone[0], batch[0][t]) and np.array_equal(alone[1], batch[1][t])
+
+
+def test_validation_reads_large_arrays_in_two_threads_where_the_policy_holds_blas(monkeypatch):
+    """``policy.validating`` gives the validation its finiteness check: the plain one for small
+    arrays, the two-thread one (the same answers) where it holds BLAS."""
+    small = np.ones((2, 3, 4))
+    with policy.validating(small, small) as finite:
+        assert finite is _xp.numpy_finite
+    monkeypatch.setattr(policy, "HOLD_ELEMENTS", 0)
+    monkeypatch.setattr(policy, "PAIRED_CHECK", 0)
+    monkeypatch.setattr(_threads, "CORES", 2)
+    with policy.validating(small, small) as finite:
+        assert finite is policy.finite_in_two_threads
+    arrays = [np.ones(5), np.ones((3, 4)), np.ones((2, 3, 4)), np.ones(7)]
+    assert finite(*arrays)
+    for k in range(len(arrays)):
+        bad = [a.copy() for a in arrays]
+        bad[k].reshape(-1)[-1] = np.nan
+        assert not finite(*bad) and not _xp.numpy_finite(*bad)

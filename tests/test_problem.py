@@ -1,8 +1,9 @@
-"""One validated problem (refmaml/problem.py): the NumPy fast path and the general path agree on
-every input, valid or not; ``None`` where an array belongs is a TypeError naming the argument.
+"""One validated problem (refmaml/problem.py): with and without the pre-check that lets plain
+NumPy float64 arrays skip their conversion, validation gives the same problem, or the same error,
+on every input, valid or not; ``None`` where an array belongs is a TypeError naming the argument.
 
 The messages of each refusal are tested in ``test_validation.py`` and, for every public function
-and argument, by the fuzz harness (``test_fuzz.py``); here the two paths are held to each other.
+and argument, by the fuzz harness (``test_fuzz.py``); here the pre-check is held to the rules.
 """
 
 import numpy as np
@@ -17,6 +18,12 @@ from refmaml.models import linear, logistic, softmax
 from .fuzz import _labels
 
 MODELS = ["logistic", "softmax", "linear"]
+
+
+def _general(model, theta, Xs, ys, Xq, yq, l2, inner_lr, inner_steps):
+    """Validation by the general rules alone (no pre-check)."""
+    return problem.meta(model, theta, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps,
+                        finite=None)
 
 
 def _same(a, b):
@@ -54,20 +61,19 @@ def meta_inputs(draw):
 
 
 @given(meta_inputs())
-def test_fast_path_equals_general_path_on_valid_inputs(case):
+def test_the_pre_check_changes_no_problem_on_valid_inputs(case):
     model, arrays, kw = case
     m = models.get(model)
     fast = problem.meta(m, **arrays, **kw)
-    general = problem._meta_general(m, *arrays.values(), kw["l2"], kw["inner_lr"], kw["inner_steps"])
+    general = _general(m, *arrays.values(), kw["l2"], kw["inner_lr"], kw["inner_steps"])
     _same(fast, general)
     no_query = problem.meta(m, arrays["theta"], arrays["Xs"], arrays["ys"], **kw)
-    _same(no_query, problem._meta_general(m, arrays["theta"], arrays["Xs"], arrays["ys"], problem.ABSENT,
-                                          problem.ABSENT, kw["l2"], kw["inner_lr"], kw["inner_steps"]))
+    _same(no_query, _general(m, arrays["theta"], arrays["Xs"], arrays["ys"], problem.ABSENT, problem.ABSENT,
+                             kw["l2"], kw["inner_lr"], kw["inner_steps"]))
 
 
 def _hostile(arrays, rng):
-    """Inputs the fast path must hand over to the general path (each one the general path refuses
-    or converts)."""
+    """Inputs the pre-check must leave to the general rules (each one they refuse or convert)."""
     theta, Xs = arrays["theta"], arrays["Xs"]
     return [
         ("theta", theta.astype(np.float32)), ("theta", theta.astype(complex)), ("theta", theta[None]),
@@ -79,9 +85,9 @@ def _hostile(arrays, rng):
 
 
 @given(meta_inputs(), st.data())
-def test_fast_path_hands_every_doubt_to_the_general_path(case, data):
-    """Whatever the fast path meets, ``meta`` ends as the general path does: the same problem or
-    the same error (type and message)."""
+def test_the_pre_check_leaves_every_doubt_to_the_general_rules(case, data):
+    """Whatever the pre-check meets, ``meta`` ends as the general rules alone do: the same problem
+    or the same error (type and message)."""
     model, arrays, kw = case
     m = models.get(model)
     name, value = data.draw(st.sampled_from(_hostile(arrays, np.random.default_rng(0))))
@@ -90,7 +96,7 @@ def test_fast_path_hands_every_doubt_to_the_general_path(case, data):
                                        {"l2": -1.0}, {"inner_steps": True}]))
     kw = {**kw, **extra}
     try:
-        want = problem._meta_general(m, *changed.values(), kw["l2"], kw["inner_lr"], kw["inner_steps"])
+        want = _general(m, *changed.values(), kw["l2"], kw["inner_lr"], kw["inner_steps"])
     except (TypeError, ValueError, OverflowError) as exc:
         with pytest.raises(type(exc)) as got:
             problem.meta(m, **changed, **kw)
@@ -100,7 +106,7 @@ def test_fast_path_hands_every_doubt_to_the_general_path(case, data):
 
 
 @given(st.sampled_from([logistic, softmax, linear]), st.booleans(), st.integers(0, 2**32 - 1))
-def test_model_calls_agree_between_the_paths(module, batched, seed):
+def test_model_calls_agree_with_and_without_the_pre_check(module, batched, seed):
     rng = np.random.default_rng(seed)
     name = module.MODEL.name
     lead = (2,) if batched else ()
@@ -109,8 +115,7 @@ def test_model_calls_agree_between_the_paths(module, batched, seed):
     y = _labels(rng, name, lead + (4,), 2)
     for kw in (dict(y=y), dict(y=y, v=v), {}):
         fast = problem.model_call(module.MODEL, theta, X, **kw, l2=0.2)
-        general = problem._model_call_general(module.MODEL, theta, X, kw.get("y", problem.ABSENT), 0.2,
-                                              kw.get("v", problem.ABSENT))
+        general = problem.model_call(module.MODEL, theta, X, **kw, l2=0.2, finite=None)
         _same(fast, general)
 
 

@@ -28,6 +28,7 @@ def _needs(block):
     return needs.group(1) if needs else None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", range(len(BLOCKS)), ids=[f"block{k + 1}" for k in range(len(BLOCKS))])
 def test_every_python_block_runs_alone(number, tmp_path):
     block = BLOCKS[number]
@@ -46,6 +47,7 @@ def _shell_lines():
     return lines
 
 
+@pytest.mark.slow
 def test_every_shell_line_runs_as_typed(tmp_path):
     """In one folder, in order (a later line may use a file an earlier one wrote)."""
     lines = _shell_lines()

@@ -4,7 +4,7 @@
 head once (H2), (H4); :class:`refmaml.models.Model` composes them from the members below, and
 nothing above ``refmaml.models`` calls anything else of a network or a head. The classes are
 ``typing.Protocol`` s: a user's layer or network needs no base class, only these members
-(``tests/test_protocol.py`` checks every built-in one against them).
+(``tests/test_layers.py`` checks every built-in one against them).
 
 Shapes. Every data array carries a leading task axis ``T`` and an example axis ``n``:
 inputs ``X (T, n) + input_shape``, a layer's input ``a (T, n) + in_shape`` and output

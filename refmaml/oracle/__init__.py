@@ -7,8 +7,10 @@
 
 from .answers import DIAGNOSES, Answer
 from .cases import VERSION, VERSIONS, Case, all_cases
-from .judge import (CONDITIONS, MESSAGES, TOLERANCE, VERDICTS, CaseResult, Report, as_dict, check, check_file,
-                    format_report)
+from .checks import check, check_file
+from .judge import CONDITIONS, TOLERANCE, VERDICTS
+from .messages import MESSAGES
+from .report import CaseResult, Report, as_dict, format_report
 
 __all__ = ["CONDITIONS", "DIAGNOSES", "MESSAGES", "TOLERANCE", "VERDICTS", "VERSION", "VERSIONS", "Answer", "Case",
            "CaseResult", "Report", "all_cases", "as_dict", "check", "check_file", "format_report"]

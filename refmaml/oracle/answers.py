@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import models
-from ..maml import adapt, meta_value_and_grad
+from ..maml import adapt, meta_value_and_grad, sum_to_rate
 
 DIAGNOSES = ("first_order", "drift", "sum_over_tasks", "sum_over_examples", "steps_minus_one",
              "steps_plus_one", "inner_on_query", "meta_loss_on_support", "lr_no_grad", "tutorial_code",
@@ -58,10 +58,6 @@ def trajectory(case, rate):
                             model=case.model, l2=case.l2, return_trajectory=True))
 
 
-def _sum_to_rate(c, rate):
-    return np.sum(c) if np.ndim(rate) == 0 else c
-
-
 def drift(case, rate):
     """Task ``t`` starts where task ``t - 1`` ended (O1), differentiated exactly through the whole
     chain (O2), and the in-place version whose gradient is the mean of the query gradients at the
@@ -85,7 +81,7 @@ def drift(case, rate):
     for t in reversed(range(T)):
         adjoint = adjoint + query[t] / T
         for k in reversed(range(K)):
-            lr_grad = lr_grad - _sum_to_rate(adjoint * grads[t][k], rate)
+            lr_grad = lr_grad - sum_to_rate(np, (adjoint * grads[t][k])[None], np.shape(rate))[0]
             adjoint = adjoint - model.hvp(paths[t][k], case.Xs[t], case.ys[t], rate * adjoint, l2=case.l2)
     return [Answer(loss, adjoint, lr_grad), Answer(loss, np.mean(query, axis=0))]
 
@@ -124,7 +120,7 @@ def unrolled(case, rate, *, query_l2=0.0, hessian_at_last=False):
         g = np.asarray(model.grad(end, case.Xq[t], case.yq[t], l2=query_l2))
         for k in reversed(range(K)):
             step = model.grad(path[k, t], case.Xs[t], case.ys[t], l2=case.l2)
-            lr_grad = lr_grad - _sum_to_rate(g * step, rate) / T
+            lr_grad = lr_grad - sum_to_rate(np, (g * step)[None], np.shape(rate))[0] / T
             at = path[K if hessian_at_last else k, t]
             g = g - np.asarray(model.hvp(at, case.Xs[t], case.ys[t], rate * g, l2=case.l2))
         grad = grad + g / T

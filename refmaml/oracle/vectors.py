@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from .. import __version__, models
+from .. import __version__, _atomic, models
 from . import answers, cases as _cases
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -123,9 +123,7 @@ def write(directory, version=_cases.VERSION):
     paths = [out / f"{name}.json", out / f"{name}.npz"] + [out / s for s in SCHEMAS]
     contents = [_json_bytes(doc), _npz_bytes(doc)] + [(HERE / s).read_bytes() for s in SCHEMAS]
     for path, data in zip(paths, contents, strict=True):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        _atomic.write_bytes(path, data)
     return paths
 
 

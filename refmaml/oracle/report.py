@@ -1,0 +1,96 @@
+"""The report of a check: a row per case (:class:`CaseResult`), the whole (:class:`Report`), and
+its two renderings, text (:func:`format_report`) and a dict for JSON (:func:`as_dict`)."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _text
+from .answers import DIAGNOSES
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One case of a check: errors against the truth (D4), whether it passed, and which bugs'
+    answers it matches (``matches``; ``matched`` is the one key, or ``"unknown"``).
+
+    ``kind`` says what went wrong before any comparison: ``""``, ``"raised"`` (``fn`` raised),
+    ``"interface"`` (a wrong number, type or shape of returned values), ``"float32"`` (float32
+    answers in a float64 check) or ``"nonfinite"`` (NaN or infinity returned). ``conditions``:
+    the names of ``CONDITIONS`` that hold for the case; ``largest_logit``: the largest ``|X theta_k|``
+    over its iterates (linear networks; None otherwise)."""
+
+    name: str
+    loss_error: float
+    grad_error: float
+    lr_grad_error: object  # float, or None when rates were not checked
+    passed: bool
+    matches: tuple
+    diagnostic: bool
+    failure: str = ""  # what went wrong before any comparison (an exception, a wrong shape)
+    kind: str = ""
+    conditions: tuple = ()
+    largest_logit: object = None
+
+    @property
+    def matched(self):
+        if self.passed:
+            return None
+        return self.matches[0] if len(self.matches) == 1 else "unknown"
+
+
+@dataclass(frozen=True)
+class Report:
+    """``passed``; ``diagnosis`` (None, or one of ``VERDICTS``, or ``"incomplete"`` for a results
+    file that agrees but leaves out cases); ``message``; ``cases`` (one :class:`CaseResult` each);
+    ``tolerance``; ``dtype``; ``localization`` (see :func:`refmaml.oracle.judge.localize`);
+    ``missing`` (ids of cases a results file should have answered); ``ran`` (which cases ran, in
+    words); ``named`` (the bugs the check could name)."""
+
+    passed: bool
+    diagnosis: object
+    message: str
+    cases: list
+    tolerance: float
+    dtype: str
+    localization: dict = field(default_factory=dict)
+    missing: tuple = ()
+    ran: str = ""
+    named: tuple = DIAGNOSES
+
+    def __str__(self):
+        return format_report(self)
+
+
+def _number(x):
+    return None if x is None else (float(x) if np.isfinite(x) else str(float(x)))
+
+
+def as_dict(report):
+    """The report for machines (``refmaml check --json``): ``passed``, ``diagnosis``, ``message``,
+    ``localization``, ``tolerance``, ``missing`` (case ids), ``ran``, ``named`` and one row per case
+    (``id``, ``passed``, ``loss_error``, ``grad_error``, ``lr_grad_error``, ``matches``,
+    ``failure``). An infinite error is the string ``"inf"``."""
+    return {
+        "passed": report.passed, "diagnosis": report.diagnosis, "message": report.message,
+        "localization": report.localization, "tolerance": report.tolerance, "dtype": report.dtype,
+        "missing": list(report.missing), "ran": report.ran, "named": list(report.named),
+        "cases": [{"id": r.name, "passed": r.passed, "loss_error": _number(r.loss_error),
+                   "grad_error": _number(r.grad_error), "lr_grad_error": _number(r.lr_grad_error),
+                   "matches": list(r.matches), "failure": r.failure} for r in report.cases],
+    }
+
+
+def format_report(report):
+    """The report as text: one row per case, then the verdict."""
+    rows = [("case", "loss err", "grad err", "rate err", "result", "matches")]
+    for r in report.cases:
+        rate = "-" if r.lr_grad_error is None else f"{r.lr_grad_error:.1e}"
+        rows.append((r.name, f"{r.loss_error:.1e}", f"{r.grad_error:.1e}", rate,
+                     "ok" if r.passed else "FAIL", ", ".join(r.matches) or ("-" if r.passed else "none")))
+    lines = _text.table(rows[0], rows[1:], rule=False, ragged=True).split("\n")
+    verdict = "PASSED" if report.passed else f"FAILED: {report.diagnosis}"
+    tail = ([f"ran {report.ran}"] if report.ran else []) + \
+        ([f"bugs this check can name: {', '.join(report.named)}"] if not report.passed and report.named else [])
+    return "\n".join(lines + ["", f"{verdict} ({report.dtype}, tolerance {report.tolerance:.0e})",
+                              report.message] + tail)

@@ -1,0 +1,100 @@
+"""Which cases a check covers, chosen the same way for ``check()`` and for a results file: the
+options read (``model``, ``steps``, ``l2``, ``lr_grad``), the cases they select (:func:`select`),
+and the bugs those cases can name (:func:`nameable`, ``derivations/oracle.md`` (O11))."""
+
+import json
+from dataclasses import dataclass
+
+from .. import models as registry
+from . import answers, cases
+from .answers import DIAGNOSES
+from .judge import SEPARATION, separation
+
+OPTIONS = ("model", "steps", "l2", "lr_grad")  # of check(), as a results file declares them
+
+
+@dataclass(frozen=True)
+class Selection:
+    """``models`` (registered names, or networks), ``steps`` (numbers of inner steps), the ``l2``
+    and ``lr_grad`` options, and ``cases``: what they select (:func:`refmaml.oracle.cases.select`)."""
+
+    models: tuple
+    steps: tuple
+    l2: bool
+    lr_grad: bool
+    cases: list
+
+
+def parse_steps(steps):
+    """The numbers of inner steps to check: a non-empty selection of ``cases.STEPS``."""
+    try:
+        chosen = tuple(steps)
+    except TypeError:
+        raise TypeError(f"steps must be a sequence of step counts from {cases.STEPS}; "
+                        f"got {steps!r}") from None
+    if isinstance(steps, (str, bytes)) or not chosen or any(
+            isinstance(k, bool) or k not in cases.STEPS for k in chosen):
+        raise ValueError(f"steps must be a non-empty selection of {cases.STEPS}; got {steps!r}")
+    return chosen
+
+
+def parse_model(model):
+    """``model`` as the tuple of registered names it stands for (or the one network)."""
+    if not isinstance(model, str) and hasattr(model, "spec"):  # a model object
+        spec = model.spec()
+        return (spec["model"],) if spec["model"] in cases.MODELS else (model,)
+    if model == "both":
+        return cases.MODELS[:2]
+    if model not in cases.MODELS:
+        raise ValueError(f"model must be 'logistic', 'softmax', 'both', 'linear' or a network (a "
+                         f"refmaml.models.MLP or Sequential); got {model!r}")
+    return (model,)
+
+
+_NETWORK_CASES = {}
+
+
+def network_cases(model):
+    """:func:`refmaml.oracle.cases.network_cases`, built once per architecture."""
+    key = json.dumps(model.spec(), sort_keys=True)
+    if key not in _NETWORK_CASES:
+        _NETWORK_CASES[key] = cases.network_cases(model)
+    return _NETWORK_CASES[key]
+
+
+def select(models, steps, *, l2, lr_grad, version=cases.VERSION):
+    """The :class:`Selection` of these options among the cases of vectors ``version`` (the
+    registered models') and of each network in ``models`` (built for it), in that order."""
+    pool = cases.all_cases(version, networks=False) if any(isinstance(m, str) for m in models) else []
+    for m in models:
+        if not isinstance(m, str):
+            pool = pool + network_cases(m)
+    return Selection(models, steps, l2, lr_grad, cases.select(pool, models=models, steps=steps, l2=l2, rates=lr_grad))
+
+
+def declared(options, answered, version):
+    """The :class:`Selection` a results file's ``options`` declare (keys of ``OPTIONS``): absent
+    flags are False, an absent ``model`` is the models ``answered`` (in the vectors' order), absent
+    ``steps`` all of them; version 1 has no networks."""
+    networks = {cases.network_name(m): m for m in cases.NETWORKS()} if version != "1" else {}
+    if "model" in options and options["model"] in networks:
+        models = (networks[options["model"]],)
+    elif "model" in options:
+        models = parse_model(options["model"])
+    else:
+        models = tuple(m for m in cases.MODELS + tuple(networks.values()) if m in answered)
+    return select(models, parse_steps(options.get("steps", cases.STEPS)), l2=bool(options.get("l2", False)),
+                  lr_grad=bool(options.get("lr_grad", False)), version=version)
+
+
+def nameable(selection, *, ridge, rates):
+    """The bugs a check of ``selection`` can name: the ridge bugs only with ``ridge`` (cases with
+    l2 > 0), ``lr_no_grad`` only with ``rates`` (rate gradients), and where the selection holds a
+    network's cases only those its diagnostic cases separate by ``SEPARATION`` (O11)."""
+    named = tuple(k for k in DIAGNOSES
+                  if (ridge or k not in answers.RIDGE) and (rates or k != "lr_no_grad"))
+    nets = [c for c in selection.cases if not registry.get(c.model).linear]
+    if nets:
+        gaps = separation(nets, lr_grad=selection.lr_grad)
+        named = tuple(k for k in named if gaps.get(k, 0.0) >= SEPARATION)
+    return named
