@@ -26,9 +26,11 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from refmaml import instances
 from refmaml.models import MLP, Sequential, layers, linear, logistic, softmax
 
 from . import reference as ref
+from .test_layers import Sine
 
 VALUES = st.one_of(st.just(0.0), st.floats(1e-8, 3), st.floats(-3, -1e-8))
 
@@ -121,9 +123,8 @@ class Model:
         return self.hessian_scale(X, l2, size)
 
     def labels(self, rng, shape):
-        if self.classes == "real":
-            return rng.standard_normal(shape)
-        return rng.integers(0, 2 if self.classes is None else 3, shape)
+        """Targets in the model's form, from refmaml's one generator (instances.targets)."""
+        return instances.targets(rng, self.model, shape, self.model.dimensions(self.shapes(1)[0])[1])
 
     def shapes(self, d):
         """``(theta's shape, predict's shape per example)`` on ``d`` features (3 classes for softmax)."""
@@ -198,11 +199,9 @@ class Network:
         return any(layer[0] == "relu" for layer in self.layers)
 
     def labels(self, rng, shape):
-        if self.head == "mse":
-            return rng.standard_normal(shape + (self.outputs,))
-        if self.head == "logistic":
-            return rng.integers(0, 2, shape).astype(float)
-        return rng.integers(0, self.outputs, shape)
+        """Targets in the model's form (instances.targets); mse targets keep their output axis."""
+        y = instances.targets(rng, self.model, shape, self.model.dimensions((self.model.size,))[1])
+        return np.reshape(y, tuple(shape) + (self.outputs,)) if self.head == "mse" else y
 
     def shapes(self, d):
         """``(theta's shape, predict's shape per example)``; the network fixes ``d``."""
@@ -290,4 +289,9 @@ NETWORKS.append(Network(
     Sequential([layers.Linear(3, 3), layers.Tanh(), layers.Linear(3, 3), layers.ReLU(), layers.Linear(3, 1)],
                loss="mse", input_shape=(3,)),
     (("linear", 3, 3), ("tanh",), ("linear", 3, 3), ("relu",), ("linear", 3, 1)), "mse", 1))
+# a layer that only the tests define (tests/test_layers.py): the generic tests take it unchanged
+NETWORKS.append(Network(
+    "sequential-test-only-sine-softmax",
+    Sequential([layers.Linear(3, 4), Sine(), layers.Linear(4, 3)], loss="softmax", input_shape=(3,)),
+    (("linear", 3, 4), ("sine",), ("linear", 4, 3)), "softmax", 3))
 MODELS = LINEAR_MODELS + NETWORKS

@@ -153,7 +153,7 @@ def rel_err(a, b, floor=0.0):
 
 # --- networks of Linear, Tanh and ReLU layers (derivations/mlp.md (N1)-(N6)) ---------------------
 #
-# ``layers`` is a tuple of ("linear", fan_in, fan_out), ("tanh",) and ("relu",); ``theta`` is flat,
+# ``layers`` is a tuple of ("linear", fan_in, fan_out), ("tanh",), ("relu",) and ("sine",); ``theta`` is flat,
 # each Linear's weight (fan_out, fan_in) row-major then its bias, in the order of the layers
 # (PyTorch's ``parameters_to_vector``). Heads: "mse" (mean over examples and outputs of (z - y)^2,
 # targets (n, q)), "logistic" (one output, labels 0/1, targets (n,)), "softmax" (labels (n,)).
@@ -167,6 +167,8 @@ def _linear_params(theta, fan_in, fan_out, offset):
 
 def _activation(kind, z):
     """``(sigma(z), sigma'(z), sigma''(z))``; ReLU's branch is that of Re z (complex steps)."""
+    if kind == "sine":  # the test-only layer of tests/test_layers.py
+        return np.sin(z), np.cos(z), -np.sin(z)
     if kind == "tanh":
         t = np.tanh(z)
         return t, 1 - t * t, -2 * t * (1 - t * t)
