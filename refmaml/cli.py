@@ -171,6 +171,9 @@ def _train(args):
             print(f"the run saved in {args.resume} is complete at {saved.iteration} iterations; its results:",
                   file=sys.stderr)
         elif target:
+            if args.resume:
+                print(f"resuming {args.resume} from iteration {saved.iteration} of {config.iterations}",
+                      file=sys.stderr)
             print(f"checkpoints: {target} (every {args.checkpoint_every} iterations and at the end)"
                   if args.checkpoint_every else f"checkpoint: {target} (at the end)", file=sys.stderr)
         _malloc.keep_freed_blocks()
@@ -306,9 +309,36 @@ def build_parser():
     return parser
 
 
+def _interrupted(args):
+    """The one line Ctrl-C prints: for a training run with a checkpoint, where it is, at which
+    iteration, and the command that resumes it."""
+    target = getattr(args, "checkpoint", None) or getattr(args, "resume", None)
+    if args.command != "train" or not target or not os.path.exists(target):
+        return f"refmaml {args.command}: interrupted; nothing was saved"
+    from . import train
+
+    try:
+        iteration = f"iteration {train.load(target).iteration}"
+    except (OSError, ValueError):
+        iteration = "unreadable"
+    more = f" --iterations {args.iterations}" if getattr(args, "iterations", None) is not None else ""
+    return (f"refmaml train: interrupted; the last checkpoint is {target} ({iteration}); resume with: "
+            f"refmaml train --resume {target}{more}")
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("refmaml: interrupted" if args is None else _interrupted(args), file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader of the output went away (`refmaml explain | head -1`): stop quietly, and point
+        # stdout at the null device so that the interpreter's last flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
