@@ -92,13 +92,13 @@ class Model:
 
     def kink_distance(self, theta, X):
         """The smallest distance of any kinked layer's input from its kink, over the examples of
-        ``X (T, n, d)`` at ``theta`` (validated NumPy arrays), one float; ``inf`` without kinks."""
-        import numpy as np
-
+        ``X (T, n, d)`` at ``theta`` (validated arrays of one namespace), one float (one host read per
+        kinked layer); ``inf`` without kinks."""
         if not self.kinks:
             return float("inf")
+        xp = array_namespace(X)
         _, cache = self.network.forward(theta, X)
-        return min((float(np.min(d)) for _, d in self.network.kink_distances(cache)), default=float("inf"))
+        return min((float(xp.min(d)) for _, d in self.network.kink_distances(cache)), default=float("inf"))
 
     # --------------------------------------------------------------- protocol: validation
 
