@@ -39,6 +39,24 @@ def _library(x):
     return None
 
 
+def library_of(x):
+    """``"numpy"``, ``"cupy"``, ``"array_api_strict"``, the module of another array library, or None
+    for what is not an array (lists, scalars)."""
+    try:
+        return _library(x)
+    except TypeError:
+        return type(x).__module__.split(".")[0]
+
+
+def library_name(xp):
+    """The name :func:`library_of` gives the arrays of namespace ``xp``."""
+    if array_api_compat.is_numpy_namespace(xp):
+        return "numpy"
+    if array_api_compat.is_cupy_namespace(xp):
+        return "cupy"
+    return xp.__name__.split(".")[0]
+
+
 NUMPY = array_api_compat.array_namespace(np.empty(0))  # array-api-compat's NumPy namespace
 _PLAIN = (np.ndarray, float, int, type(None))  # what :func:`namespace` finds to be NumPy arrays or no arrays
 

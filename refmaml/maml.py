@@ -57,9 +57,10 @@ def inner_loop(p, keep=()):
 
 def _describe_rate(p):
     xp = p.xp
-    if p.rate.ndim:
-        return f"inner_lr of shape {tuple(p.rate.shape)}"
-    value = complex(p.rate) if _xp.is_complex(xp, p.rate) else float(p.rate)
+    rate = p.rate if p.user_rate is None else p.user_rate
+    if rate.ndim:
+        return f"inner_lr of shape {tuple(rate.shape)}"
+    value = complex(rate) if _xp.is_complex(xp, rate) else float(rate)
     return f"inner_lr={value}"
 
 
@@ -85,7 +86,7 @@ def sum_to_rate(xp, c, body):
     return xp.sum(c, axis=axes, keepdims=True) if axes else c
 
 
-def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0,
+def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0, inner_mask=None,
           return_trajectory=False):
     """Adapted parameters after ``inner_steps`` gradient steps on each task's support loss.
 
@@ -99,13 +100,19 @@ def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0,
     ``model`` is ``"logistic"`` or ``"linear"`` (``theta (d,)``), ``"softmax"`` (``theta (d, C)``)
     or a :class:`refmaml.models.Model` object.
 
+    ``inner_mask``: None (every parameter adapts) or a boolean array of ``theta``'s shape; the
+    inner loop then adapts only the parameters where it is True (M10): each step is
+    ``theta_{k+1} = theta_k - inner_lr * mask * grad L_s(theta_k)`` (``Sequential.mask(-1)``
+    adapts the last layer only, as ANIL).
+
     Returns ``theta_K``: ``theta``'s shape ``P`` for one task, ``(T,) + P`` for
     a stack.  With ``return_trajectory=True``, every iterate
     ``theta_0..theta_K`` stacked on a new leading axis: ``(K + 1,) + P`` or
     ``(K + 1, T) + P``.
     """
     problem.flag(return_trajectory, "return_trajectory")
-    p = problem.meta(models.get(model), theta, Xs, ys, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps)
+    p = problem.meta(models.get(model), theta, Xs, ys, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps,
+                     inner_mask=inner_mask)
     xp = p.xp
     with _xp.quiet_overflow():
         theta_K, kept = inner_loop(p, ("iterates",) if return_trajectory else ())
@@ -128,7 +135,8 @@ def _reduce(p, reduction, per_task):
 
 
 def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="logistic",
-                        l2=0.0, first_order=False, reduction="mean", lr_grad=False, form="auto"):
+                        l2=0.0, inner_mask=None, first_order=False, reduction="mean", lr_grad=False,
+                        form="auto"):
     """MAML meta-loss and its exact gradient with respect to ``theta`` (and ``inner_lr``).
 
     Meta-loss (``derivations/maml.md`` (M3)): the unregularised query loss
@@ -160,6 +168,13 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     inner_lr.shape``; no task axis for one task).
     ``l2`` enters the support loss only (M1).
 
+    ``inner_mask`` (None, or a boolean array of ``theta``'s shape): the inner loop adapts only
+    the masked parameters, as in :func:`adapt`; the others move only in the outer loop. The
+    meta-gradient is exact for every parameter, masked or not: the mask is a rate of zero for
+    the parameters it leaves out, so the reverse pass is (V2) with the rates times the mask
+    (M10), and the rate gradient is that of the rates as given, summed over the masked
+    parameters. ``first_order=True`` returns ``g_K`` for every parameter.
+
     ``form``: ``"primal"`` computes in the ``d``-dimensional parameter space as above;
     ``"dual"`` in the ``n``-dimensional space of the support examples with Gram
     matrices (``derivations/dual.md`` (G1)-(G7)), the same numbers to rounding;
@@ -179,7 +194,7 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     form = _validate.choice(form, "form", policy.FORMS)
     with policy.validating(Xs, Xq) as finite:
         p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr,
-                         inner_steps=inner_steps, finite=finite)
+                         inner_steps=inner_steps, inner_mask=inner_mask, finite=finite)
 
     def compute(part, chosen, pairs):
         with _xp.quiet_overflow():
@@ -189,6 +204,8 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
 
     losses, g, rates = policy.run(p, form, lr_grad=lr_grad, compute=compute)
     check_overflow(p, "the adapted parameters or the query loss", losses, g)
+    if lr_grad and p.mask is not None:
+        rates = masked_rate_gradient(p, rates)
     out = (_reduce(p, reduction, losses), _reduce(p, reduction, g))
     return out + (_reduce(p, reduction, rates),) if lr_grad else out
 
@@ -209,6 +226,21 @@ def primal(p, *, first_order, lr_grad):
             g -= kept["hvps"][k](p.step_rate(k) * g)
     rates = _rate_gradient(p, rate_grads[::-1], losses.shape[0]) if lr_grad else None
     return losses, g, rates
+
+
+def masked_rate_gradient(p, G):
+    """The gradient with respect to the rates as the caller gave them, ``(T,) + inner_lr.shape``,
+    from ``G``, that with respect to the masked rates ``inner_lr * mask`` (M10): the chain rule
+    through the product is ``G * mask``, summed over the axes the given rates were broadcast
+    along (V4)."""
+    xp = p.xp
+    m = xp.astype(p.mask, G.dtype)
+    if not p.per_step:
+        return sum_to_rate(xp, G * m, tuple(p.user_rate.shape))
+    body = tuple(p.user_rate.shape[1:])
+    if p.steps == 0:
+        return xp.zeros((G.shape[0],) + tuple(p.user_rate.shape), dtype=G.dtype, device=device(G))
+    return xp.stack([sum_to_rate(xp, G[:, k, ...] * m, body) for k in range(p.steps)], axis=1)
 
 
 def _rate_gradient(p, contributions, T):

@@ -26,6 +26,7 @@ Measured: benchmarks/README.md, "Thread use" and "The policy on other kernels".
 """
 
 import contextlib
+import math
 
 import array_api_compat
 import numpy as np
@@ -92,10 +93,15 @@ def single_threaded(mnk):
     return bool(kernels) and all(k in SMALL_MATRIX_KERNELS for k in kernels)
 
 
+def _sizes(X):
+    """``(T, n, d)`` of features ``X (T, n) + example``, ``d`` the entries of one example."""
+    return X.shape[0], X.shape[1], math.prod(X.shape[2:])
+
+
 def costs(p, *, lr_grad=False):
     """Floating-point operations per task of the primal and the dual form, ``(primal, dual)``
     (``derivations/dual.md`` (G8)); ``None`` for the dual form where it cannot take the call."""
-    T, n, d = p.Xs.shape
+    T, n, d = _sizes(p.Xs)
     m = p.Xq.shape[1]
     K = p.steps
     net = p.model.network
@@ -123,7 +129,7 @@ def weighted_costs(p, *, lr_grad=False):
     primal, cost = costs(p, lr_grad=lr_grad)
     if cost is None:
         return PRIMAL_WEIGHT * primal, None
-    T, n, d = p.Xs.shape
+    T, n, d = _sizes(p.Xs)
     m = p.Xq.shape[1]
     gram = 2 * n * n * d + 2 * m * n * d
     if not single_threaded(n * n * d):
@@ -164,7 +170,7 @@ def sharing(p, form, work):
     (:func:`single_threaded`), never from the number of cores. NumPy calls of two tasks or more."""
     if p.tasks < 2 or not array_api_compat.is_numpy_namespace(p.xp):
         return None, False
-    T, n, d = p.Xs.shape
+    T, n, d = _sizes(p.Xs)
     m = p.Xq.shape[1]
     net = p.model.network
     outputs = net.outputs(tuple(p.theta.shape)) if p.model.linear else None
@@ -188,7 +194,7 @@ def _pairs(p, work):
     and that come to at least :data:`PAIR_FLOPS`, and less than :data:`GROUP_FLOPS` in all."""
     if p.tasks < 2 or not array_api_compat.is_numpy_namespace(p.xp):
         return False
-    T, n, d = p.Xs.shape
+    T, n, d = _sizes(p.Xs)
     m = p.Xq.shape[1]
     return T * (2 * n * n * d + 2 * m * n * d) >= PAIR_FLOPS and work < GROUP_FLOPS \
         and single_threaded(max(n, m) * n * d)
@@ -207,7 +213,7 @@ def validating(Xs, Xq):
     (:func:`sharing`), and a held validation would only be slower. Elsewhere the check reads the
     arrays one after the other (:func:`refmaml._xp.numpy_finite`)."""
     if type(Xs) is np.ndarray and type(Xq) is np.ndarray and Xs.size + Xq.size >= HOLD_ELEMENTS \
-            and Xs.ndim >= 2 and Xq.ndim >= 2 and Xs.shape[-1] == Xq.shape[-1] \
+            and Xs.ndim in (2, 3) and Xq.ndim in (2, 3) and Xs.shape[-1] == Xq.shape[-1] \
             and single_threaded(max(Xs.shape[-2], Xq.shape[-2]) * Xs.shape[-2] * Xs.shape[-1]):
         return _held_validation()
     return _ONE_THREAD_VALIDATION

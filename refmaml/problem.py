@@ -75,7 +75,10 @@ class Problem:
     ``ys`` the support targets in the model's form with a task axis, ``Xq``, ``yq`` likewise
     (None for calls without a query set); ``rate`` the inner rate(s) as validated (None for
     implicit MAML), ``per_step`` whether it has a leading step axis; ``batched`` whether the
-    caller passed a task axis."""
+    caller passed a task axis. With an ``inner_mask``, ``mask`` is it (a boolean array of ``P``)
+    and ``rate`` the rates times the mask, so that the inner loop adapts only the masked
+    parameters (``derivations/maml.md`` (M10)); ``user_rate`` is then the rate as the caller gave
+    it (its gradient is reduced to that shape)."""
 
     xp: object
     model: object
@@ -89,6 +92,8 @@ class Problem:
     steps: int
     l2: float
     batched: bool
+    mask: object = None
+    user_rate: object = None
 
     def step_rate(self, k):
         """The rate of inner step ``k``: 0-d or broadcastable against ``(T,) + P``."""
@@ -122,16 +127,33 @@ def _clean(finite, *arrays):
     return finite is not None and _plain(*arrays) and finite(*arrays)
 
 
-def features(xp, device, X, name, *, clean=False):
-    """Feature array: 2-D ``(n, d)`` for one task or 3-D ``(T, n, d)`` for a stack, non-empty.
-    ``clean``: ``X`` passed the pre-check (:func:`_clean`)."""
-    if not (clean and X.ndim in (2, 3)):
-        X = _validate.floating(xp, device, present(X, name), name, ndims=(2, 3))
-    axes = {-2: "example (row)", -1: "feature (column)"}
-    if X.ndim == 3:
+def features(xp, device, X, name, *, clean=False, example_ndim=1):
+    """Feature array: ``(n, d)`` for one task or ``(T, n, d)`` for a stack, non-empty; for
+    inputs of ``example_ndim`` axes per example (images: 3), ``(n, C, H, W)`` or
+    ``(T, n, C, H, W)``. ``clean``: ``X`` passed the pre-check (:func:`_clean`)."""
+    ranks = (1 + example_ndim, 2 + example_ndim)
+    if not (clean and X.ndim in ranks):
+        X = _validate.floating(xp, device, present(X, name), name, ndims=ranks)
+    first = X.ndim - example_ndim
+    axes = {first - 1: "example (row)"}
+    axes.update({first + j: "feature (column)" if example_ndim == 1 else f"entry along input axis {j}"
+                 for j in range(example_ndim)})
+    if X.ndim == ranks[1]:
         axes[0] = "task"
     _validate.nonempty(X, name, axes)
     return X
+
+
+def example_shape(model, X):
+    """What a model's ``check_parameters`` takes as ``d``: the number of features, or one example's
+    shape for inputs of several axes."""
+    e = model.input_ndim
+    return X.shape[-1] if e == 1 else tuple(X.shape[X.ndim - e:])
+
+
+def has_task_axis(model, X):
+    """Whether ``X`` has a task axis."""
+    return X.ndim == 2 + model.input_ndim
 
 
 def parameters(xp, device, model, theta, X, name, X_name, *, allow_task_axis, clean=False):
@@ -141,9 +163,9 @@ def parameters(xp, device, model, theta, X, name, X_name, *, allow_task_axis, cl
     ranks = (nd, nd + 1) if allow_task_axis else (nd,)
     if not (clean and theta.ndim in ranks):
         theta = _validate.floating(xp, device, present(theta, name), name, allow_complex=True, ndims=ranks)
-    model.check_parameters(tuple(theta.shape[theta.ndim - nd:]), X.shape[-1], name, X_name, X.shape)
+    model.check_parameters(tuple(theta.shape[theta.ndim - nd:]), example_shape(model, X), name, X_name, X.shape)
     if theta.ndim == nd + 1:
-        if X.ndim != 3:
+        if not has_task_axis(model, X):
             raise ValueError(
                 f"{name} has a task axis (shape {tuple(theta.shape)}) but {X_name} is one task "
                 f"(shape {tuple(X.shape)}); give {X_name} a task axis too"
@@ -165,6 +187,26 @@ def _rates(xp, device, value, theta_shape, steps, finite):
             if per_step is not None and finite(value):
                 return value, per_step, False
     return _validate.rates(xp, device, present(value, "inner_lr"), theta_shape, steps)
+
+
+def mask_of(xp, device, value, theta_shape):
+    """``inner_mask``: None (every parameter adapts), or a boolean array of one task's parameter
+    shape ``theta_shape``, in the inputs' namespace or a NumPy array or list (converted: a mask is
+    as small as ``theta``); returned in ``xp`` on ``device``."""
+    if value is None:
+        return None
+    library = _xp.library_of(value)
+    if library not in (None, "numpy", _xp.library_name(xp)):
+        raise TypeError(f"inner_mask is a {library} array but the other arrays are {_xp.library_name(xp)} "
+                        "arrays; give it in their library or as a NumPy array")
+    mask = _validate.as_array(xp, device, value, "inner_mask")
+    if not _xp.isdtype(xp, mask.dtype, "bool"):
+        raise TypeError(f"inner_mask has dtype {mask.dtype}; expected a boolean array (True: the inner loop "
+                        "adapts this parameter)")
+    if tuple(mask.shape) != tuple(theta_shape):
+        raise ValueError(f"inner_mask has shape {tuple(mask.shape)}; expected theta's shape {tuple(theta_shape)} "
+                         "(one task's parameters)")
+    return mask
 
 
 def _labels(model, xp, device, y, X, theta_shape, dtype, name):
@@ -194,13 +236,13 @@ def model_call(model, theta, X, y=ABSENT, *, l2=0.0, v=ABSENT, finite=_xp.numpy_
         arrays["v"] = v
     xp, device = _xp.namespace(**arrays)
     clean = _clean(finite, theta, X, *(() if v is ABSENT else (v,)))
-    X = features(xp, device, X, "X", clean=clean)
+    X = features(xp, device, X, "X", clean=clean, example_ndim=model.input_ndim)
     theta = parameters(xp, device, model, theta, X, "theta", "X", allow_task_axis=True, clean=clean)
     l2 = _validate.l2(l2)
     extra = ()
     if v is not ABSENT:
         per_task = tuple(theta.shape[theta.ndim - model.param_ndim:])
-        shapes = [tuple(theta.shape)] + ([(X.shape[0],) + per_task] if X.ndim == 3 else [])
+        shapes = [tuple(theta.shape)] + ([(X.shape[0],) + per_task] if has_task_axis(model, X) else [])
         if not clean:
             v = _validate.floating(xp, device, present(v, "v"), "v", allow_complex=True)
         if tuple(v.shape) not in shapes:
@@ -210,20 +252,21 @@ def model_call(model, theta, X, y=ABSENT, *, l2=0.0, v=ABSENT, finite=_xp.numpy_
     if y is not ABSENT:
         y = _labels(model, xp, device, y, X, theta.shape[theta.ndim - model.param_ndim:],
                     _xp.real_dtype_of(xp, dtype), "y")
-    batched = X.ndim == 3
-    stack = _stacker(xp, batched, dtype)
+    tasks = has_task_axis(model, X)
+    stack = _stacker(xp, tasks, dtype)
     return Call(xp, _validate.cast(xp, theta, dtype), stack(X), None if y is ABSENT else stack(y),
-                None if v is ABSENT else stack(v, _validate.cast), l2, batched)
+                None if v is ABSENT else stack(v, _validate.cast), l2, tasks)
 
 
 def meta(model, theta, Xs, ys, Xq=ABSENT, yq=ABSENT, *, l2=0.0, inner_lr=NO_RATE, inner_steps=0,
-         finite=_xp.numpy_finite):
+         inner_mask=None, finite=_xp.numpy_finite):
     """Validate every argument of a MAML-family call; returns a :class:`Problem`.
 
     ``Xq=yq=ABSENT`` for calls without a query set (``adapt``, ``reptile_direction``);
     ``inner_lr=NO_RATE`` for methods without an inner learning rate (implicit MAML). ``finite``:
     the pre-check's finiteness test of NumPy float64 arrays (:func:`refmaml.policy.validating`
-    gives one that reads large arrays in two threads; None: no pre-check).
+    gives one that reads large arrays in two threads; None: no pre-check). ``inner_mask``: see
+    :func:`mask_of`; with a rate it is folded into the rate (M10).
     """
     query = Xq is not ABSENT
     arrays = {"theta": theta, "Xs": Xs, "ys": ys}
@@ -233,16 +276,17 @@ def meta(model, theta, Xs, ys, Xq=ABSENT, yq=ABSENT, *, l2=0.0, inner_lr=NO_RATE
         arrays.update(Xq=Xq, yq=yq)
     xp, device = _xp.namespace(**arrays)
     clean = _clean(finite, theta, Xs, *((Xq,) if query else ()))
-    Xs = features(xp, device, Xs, "Xs", clean=clean)
+    e = model.input_ndim
+    Xs = features(xp, device, Xs, "Xs", clean=clean, example_ndim=e)
     theta = parameters(xp, device, model, theta, Xs, "theta", "Xs", allow_task_axis=False, clean=clean)
     if query:
-        Xq = features(xp, device, Xq, "Xq", clean=clean)
+        Xq = features(xp, device, Xq, "Xq", clean=clean, example_ndim=e)
         if Xq.ndim != Xs.ndim:
             raise ValueError(
                 f"Xs has shape {tuple(Xs.shape)} but Xq has shape {tuple(Xq.shape)}; "
-                "both must be one task (2-D) or both a stack of tasks (3-D)"
+                f"both must be one task ({1 + e}-D) or both a stack of tasks ({2 + e}-D)"
             )
-        if Xq.shape[-1] != Xs.shape[-1] or Xq.shape[:-2] != Xs.shape[:-2]:
+        if Xq.shape[Xq.ndim - e:] != Xs.shape[Xs.ndim - e:] or Xq.shape[:-1 - e] != Xs.shape[:-1 - e]:
             raise ValueError(
                 f"Xq has shape {tuple(Xq.shape)} but Xs has shape {tuple(Xs.shape)}; "
                 "they must agree in the number of tasks and of features"
@@ -251,6 +295,7 @@ def meta(model, theta, Xs, ys, Xq=ABSENT, yq=ABSENT, *, l2=0.0, inner_lr=NO_RATE
     rate, per_step, weak_rate = None, False, True
     if inner_lr is not NO_RATE:
         rate, per_step, weak_rate = _rates(xp, device, inner_lr, tuple(theta.shape), steps, finite)
+    mask = mask_of(xp, device, inner_mask, tuple(theta.shape))
     l2 = _validate.l2(l2)
     if clean and (weak_rate or rate.dtype == _F64):
         dtype = _F64  # the result type of float64 arrays
@@ -263,12 +308,16 @@ def meta(model, theta, Xs, ys, Xq=ABSENT, yq=ABSENT, *, l2=0.0, inner_lr=NO_RATE
     ys = _labels(model, xp, device, ys, Xs, theta.shape, real, "ys")
     if query:
         yq = _labels(model, xp, device, yq, Xq, theta.shape, real, "yq")
-    batched = Xs.ndim == 3
-    stack = _stacker(xp, batched, dtype)
+    tasks = has_task_axis(model, Xs)
+    stack = _stacker(xp, tasks, dtype)
+    user_rate = None if rate is None else _validate.cast(xp, rate, dtype)
+    rate = user_rate
+    if mask is not None and rate is not None:
+        rate = rate * xp.astype(mask, dtype)  # (M10): the rate of every parameter the mask leaves out is 0
     return Problem(
         xp, model, _validate.cast(xp, theta, dtype), stack(Xs), stack(ys),
         stack(Xq) if query else None, stack(yq) if query else None,
-        None if rate is None else _validate.cast(xp, rate, dtype), per_step, steps, l2, batched,
+        rate, per_step, steps, l2, tasks, mask, user_rate,
     )
 
 
@@ -279,5 +328,5 @@ def flag(value, name):
     return value
 
 
-__all__ = ["ABSENT", "NO_RATE", "Call", "Problem", "features", "flag", "meta", "model_call",
-           "parameters", "present"]
+__all__ = ["ABSENT", "NO_RATE", "Call", "Problem", "example_shape", "features", "flag", "has_task_axis",
+           "mask_of", "meta", "model_call", "parameters", "present"]

@@ -8,13 +8,16 @@
 * :mod:`.softmax`: the linear network with the softmax head, ``theta (d, C)``, labels in ``[0, C)``;
 * :mod:`.linear`: the linear network with the mse head (linear regression), ``theta (d,)``.
 
-:class:`MLP` builds a multilayer perceptron with any of the three heads; its objects go wherever
-a model name does (``model=MLP((1, 40, 40, 1), "relu", "mse")``).
+:class:`MLP` builds a multilayer perceptron with any of the three heads, :class:`Sequential` any
+network of the layers of :mod:`.layers` (convolution, max-pooling, batch norm), :class:`ConvNet`
+the MAML paper's image network in miniature; their objects go wherever a model name does
+(``model=MLP((1, 40, 40, 1), "relu", "mse")``).
 
 ``model=`` takes a registered name or a :class:`Model` object everywhere.
 """
 
 from . import heads, layers, linear, logistic, networks, protocol, softmax
+from .convnet import ConvNet
 from .mlp import MLP
 from .model import Model
 from .sequential import Sequential
@@ -33,5 +36,5 @@ def get(model):
     return MODELS[model]
 
 
-__all__ = ["MLP", "Model", "MODELS", "Sequential", "from_spec", "get", "heads", "layers", "linear", "logistic", "networks",
+__all__ = ["ConvNet", "MLP", "Model", "MODELS", "Sequential", "from_spec", "get", "heads", "layers", "linear", "logistic", "networks",
            "protocol", "softmax"]

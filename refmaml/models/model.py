@@ -75,6 +75,11 @@ class Model:
         """Whether the network has kinks (ReLU): derivatives jump there, and checks keep away."""
         return bool(getattr(self.network, "kinks", False))
 
+    @property
+    def input_ndim(self):
+        """Axes of one example's input: 1 (features) but for networks of images (3: ``(C, H, W)``)."""
+        return getattr(self.network, "input_ndim", 1)
+
     def dimensions(self, theta_shape):
         """``(features, outputs)``: one example's number of features and output shape for one
         task's parameters of shape ``theta_shape``."""
@@ -108,7 +113,7 @@ class Model:
 
     def labels(self, xp, dev, y, X, theta_shape, dtype, name):
         """Targets ``y`` for the features ``X`` checked and converted to the head's form."""
-        return self.head.labels(xp, dev, y, tuple(X.shape[:-1]), self.network.outputs(theta_shape), dtype,
+        return self.head.labels(xp, dev, y, tuple(X.shape[:X.ndim - self.input_ndim]), self.network.outputs(theta_shape), dtype,
                                 name, self.network.describe_outputs(theta_shape))
 
     # --------------------------------------------------------------- protocol: the math

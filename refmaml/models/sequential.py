@@ -58,28 +58,40 @@ class Layered:
     # ----------------------------------------------------------------------- shapes
 
     def check_parameters(self, shape, d, name, X_name, X_shape):
-        """``theta`` must be ``(size,)`` per task, and ``X`` must have ``input_shape`` per example."""
+        """``theta`` must be ``(size,)`` per task, and ``X`` must have ``input_shape`` per example
+        (``d``: the number of features, or one example's shape for inputs of several axes)."""
         if tuple(shape) != (self.size,):
             raise ValueError(f"{name} has shape {tuple(shape)} per task; {self.label} has {self.size} "
                              f"parameters: expected ({self.size},)")
-        if (d,) != self.input_shape:
-            raise ValueError(f"{X_name} has {d} features (shape {tuple(X_shape)}) but {self.label} takes "
+        example = tuple(d) if isinstance(d, tuple) else (d,)
+        if example != self.input_shape:
+            got = f"{d} features" if len(example) == 1 else f"examples of shape {example}"
+            raise ValueError(f"{X_name} has {got} (shape {tuple(X_shape)}) but {self.label} takes "
                              f"inputs of shape {self.input_shape}")
+
+    @property
+    def input_ndim(self):
+        """Axes of one example's input: 1 for feature vectors, 3 for images ``(C, H, W)``."""
+        return len(self.input_shape)
 
     def outputs(self, shape):
         return () if self.squeeze else self.shapes[-1]
 
     def dimensions(self, shape):
-        """``(d, q)``: the input features and one example's output shape (fixed by the layers)."""
-        return self.input_shape[0], self.outputs(shape)
+        """``(d, q)``: the input features (one example's input shape, a tuple, for inputs of several
+        axes) and one example's output shape (fixed by the layers)."""
+        d = self.input_shape[0] if len(self.input_shape) == 1 else self.input_shape
+        return d, self.outputs(shape)
 
     def parameter_shape(self, features, classes):
         return (self.size,)
 
     @property
     def kinks(self):
-        """Whether a layer has kinks (a ``kink_distance`` member, as ReLU)."""
-        return any(hasattr(layer, "kink_distance") for layer in self.layers)
+        """Whether a layer whose input depends on the parameters has kinks (a ``kink_distance``
+        member, as ReLU and max-pooling)."""
+        return any(hasattr(layer, "kink_distance") and need for layer, need in zip(self.layers, self.need_input,
+                                                                                    strict=True))
 
     def describe_outputs(self, shape):
         return lambda C: f"{self.label} has {C} classes (outputs)"
@@ -151,20 +163,21 @@ class Layered:
         return self._flatten(array_namespace(u), grads)
 
     def kink_distances(self, cache):
-        """For every layer with kinks (a ``kink_distance`` member), how far its inputs are from
-        them, ``[(l, (T, n) + shape), ...]``."""
+        """For every layer with kinks (a ``kink_distance`` member) whose input depends on the
+        parameters (a layer with parameters below it), how far its inputs are from them,
+        ``[(l, (T, n) + shape), ...]``."""
         params, inputs, contexts = cache
         return [(l, layer.kink_distance(inputs[l], contexts[l])) for l, layer in enumerate(self.layers)
-                if hasattr(layer, "kink_distance")]
+                if hasattr(layer, "kink_distance") and self.need_input[l]]
 
 
-def _input_shape(value):
+def checked_input_shape(value):
     try:
         shape = tuple(value)
     except TypeError:
         raise TypeError(f"input_shape must be a tuple of positive integers; got {value!r}") from None
-    if len(shape) != 1:
-        raise ValueError(f"input_shape must be (features,) for now; got {shape!r}")
+    if len(shape) not in (1, 2, 3):
+        raise ValueError(f"input_shape must be (features,), (C, L) or (C, H, W); got {shape!r}")
     return tuple(_validate.integer(s, "input_shape", minimum=1) for s in shape)
 
 
@@ -190,7 +203,7 @@ class Sequential(Model):
             raise ValueError("layers is empty; a network needs at least one layer")
         if not isinstance(loss, str) or loss not in heads.HEADS:
             raise ValueError(f"loss must be one of {', '.join(map(repr, heads.HEADS))}; got {loss!r}")
-        network = Layered(layers, _input_shape(input_shape), squeeze=loss == "logistic", label=self._label)
+        network = Layered(layers, checked_input_shape(input_shape), squeeze=loss == "logistic", label=self._label)
         if network.size == 0:
             raise ValueError("the network has no parameters: give it a layer with parameters (Linear)")
         out = network.shapes[-1]
@@ -247,7 +260,7 @@ class Sequential(Model):
     def _checked(self, theta):
         xp, dev = _xp.namespace(theta=theta)
         theta = _validate.floating(xp, dev, theta, "theta", allow_complex=True, ndims=(1, 2))
-        self.network.check_parameters(tuple(theta.shape[-1:]), self.input_shape[0], "theta", "X",
+        self.network.check_parameters(tuple(theta.shape[-1:]), self.network.dimensions(())[0], "theta", "X",
                                       self.input_shape)
         return theta
 
@@ -274,7 +287,7 @@ class Sequential(Model):
         vector. Refused (ValueError) when it would take more than 1 GiB in float64: use :meth:`hvp`."""
         lead = 1
         shape = getattr(X, "shape", None)
-        if shape is not None and len(shape) == 3:
+        if shape is not None and len(shape) == 2 + len(self.input_shape):
             lead = shape[0]
         need = 8 * lead * self.size * self.size
         if need > HESSIAN_BYTES:

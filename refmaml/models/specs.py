@@ -1,7 +1,9 @@
 """Models as JSON-able specs: ``model.spec()`` and :func:`from_spec`, their inverse.
 
 A spec is a dict. The registered pairs are ``{"model": "logistic" | "softmax" | "linear"}``; an MLP
-is ``{"model": "mlp", "sizes": [...], "activation": ..., "loss": ...}``; a network of layers is
+is ``{"model": "mlp", "sizes": [...], "activation": ..., "loss": ...}``; the image preset is
+``{"model": "convnet", "classes": ..., "blocks": ..., "channels": ..., "input_shape": [...], "loss": ...}``;
+a network of layers is
 ``{"model": "sequential", "layers": [{"layer": <kind>, <arguments>...}, ...], "loss": ...,
 "input_shape": [...]}``. Specs come from files (test vectors, checkpoints, results), so
 :func:`from_spec` treats them as untrusted: every field is checked, unknown fields are refused,
@@ -9,6 +11,7 @@ and only the layer kinds of ``refmaml.models.layers.KINDS`` (and those the calle
 """
 
 from . import layers as layer_kinds
+from .convnet import ConvNet
 from .mlp import MLP
 from .sequential import Sequential
 
@@ -35,8 +38,11 @@ def _layer(spec, kinds, where):
         raise ValueError(f"{where}: unknown layer kind {spec['layer']!r:.100}; known: {', '.join(sorted(kinds))}")
     arguments = {k: v for k, v in spec.items() if k != "layer"}
     for value in arguments.values():
-        if not isinstance(value, (int, float, str, bool, type(None))):
-            raise TypeError(f"{where}: layer arguments must be numbers, strings or null; got {value!r:.100}")
+        pair = isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if not (pair or isinstance(value, (int, float, str, bool, type(None)))):
+            raise TypeError(f"{where}: layer arguments must be numbers, pairs of integers, strings or null; "
+                            f"got {value!r:.100}")
     try:
         return kind(**arguments)
     except TypeError as e:
@@ -67,6 +73,16 @@ def from_spec(spec, *, layers=None):
             raise ValueError(f"the MLP spec's sizes must be a list of 2 to {MAX_LAYERS} positive integers; "
                              f"got {sizes!r:.200}")
         return MLP(spec["sizes"], spec["activation"], spec["loss"])
+    if kind == "convnet":
+        _fields(spec, "the ConvNet spec", ("model", "classes", "blocks", "channels", "input_shape", "loss"))
+        if not isinstance(spec["input_shape"], list):
+            raise ValueError("the ConvNet spec's input_shape must be a list of three positive integers")
+        for field in ("classes", "blocks", "channels"):
+            value = spec[field]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10**6:
+                raise ValueError(f"the ConvNet spec's {field} must be a positive integer; got {value!r:.100}")
+        return ConvNet(spec["classes"], blocks=spec["blocks"], channels=spec["channels"],
+                       input_shape=tuple(spec["input_shape"]), loss=spec["loss"])
     if kind == "sequential":
         _fields(spec, "the Sequential spec", ("model", "layers", "loss", "input_shape"))
         if not isinstance(spec["layers"], list) or not 0 < len(spec["layers"]) <= MAX_LAYERS:
@@ -76,4 +92,4 @@ def from_spec(spec, *, layers=None):
         kinds = {**layer_kinds.KINDS, **(layers or {})}
         built = [_layer(s, kinds, f"layer {i} of the Sequential spec") for i, s in enumerate(spec["layers"])]
         return Sequential(built, loss=spec["loss"], input_shape=tuple(spec["input_shape"]))
-    raise ValueError(f"unknown model {kind!r:.100} in the spec; known: {', '.join(MODELS)}, 'mlp', 'sequential'")
+    raise ValueError(f"unknown model {kind!r:.100} in the spec; known: {', '.join(MODELS)}, 'mlp', 'convnet', 'sequential'")

@@ -84,9 +84,19 @@ def _overflow():
                       "floating-point range: theta, Xs or l2 is too large (see derivations/range.md)")
 
 
+def _masking(p):
+    """``v -> mask * v`` for a problem with an ``inner_mask`` (V15), the identity without one."""
+    if p.mask is None:
+        return lambda v: v
+    m = p.xp.astype(p.mask, p.theta.dtype)
+    return lambda v: v * m
+
+
 def _inner_solve(p, lam, tol):
     """``phi* = argmin_phi L_s(phi) + (lam/2)||phi - theta||^2`` for every task (V10), (V12).
 
+    With an ``inner_mask`` the minimisation runs over the masked parameters only, the others
+    held at ``theta`` (V15): the gradient and the Hessian are those of the masked block.
     Newton's method: the direction solves ``(H_s(phi) + lam I) d = -grad G(phi)``
     by conjugate gradients to the forcing tolerance ``min(1/2, sqrt(r))``
     (``r`` the relative gradient norm), then Armijo backtracking on ``G``. It
@@ -95,6 +105,7 @@ def _inner_solve(p, lam, tol):
     """
     xp, model = p.xp, p.model
     anchor = xp.broadcast_to(p.theta, (p.Xs.shape[0],) + tuple(p.theta.shape))
+    keep = _masking(p)
     size = math.prod(p.theta.shape)
     rounding = 8 * _xp.eps(xp, p.theta.dtype)
 
@@ -105,16 +116,16 @@ def _inner_solve(p, lam, tol):
     g, hvp = model.grad_hvp(phi, p.Xs, p.ys, p.l2)
     if not _xp.all_finite(xp, g, objective(phi)):
         raise _overflow()
-    scale = _safe(xp, _norm(xp, g))
+    scale = _safe(xp, _norm(xp, keep(g)))
     for iteration in range(NEWTON_MAXITER + 1):
-        grad = g + lam * (phi - anchor)
+        grad = keep(g + lam * (phi - anchor))
         residual = _norm(xp, grad) / scale
         done = residual <= tol
         if bool(xp.all(done)) or iteration == NEWTON_MAXITER:
             break
 
         def hessian(v, hvp=hvp):
-            return hvp(v) + lam * v
+            return keep(hvp(keep(v))) + lam * v
 
         forcing = xp.minimum(xp.sqrt(residual), xp.full_like(residual, 0.5))
         d, _, _ = conjugate_gradient(xp, hessian, -grad, forcing, 10 * size + 10,
@@ -150,7 +161,7 @@ def _inner_solve(p, lam, tol):
     return phi, hvp, residual, iteration
 
 
-def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0, tol=None,
+def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0, inner_mask=None, tol=None,
                          cg_maxiter=None):
     """Implicit MAML: meta-loss, implicit meta-gradient and solver report (V10)-(V14).
 
@@ -161,6 +172,11 @@ def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0
     search (V12). The meta-loss is the mean over tasks of ``L_q(phi*)``, and its
     gradient (V11) is the mean of ``(I + H_s(phi*)/lam)^{-1} grad L_q(phi*)``,
     solved by conjugate gradients with Hessian-vector products (V13).
+
+    ``inner_mask`` (None, or a boolean array of ``theta``'s shape): the inner problem adapts only
+    the masked parameters ``M`` and holds the others at ``theta`` (V15); the meta-gradient is then
+    ``lam w`` on ``M`` and ``grad_U L_q - (H_s w)_U`` on the rest, ``w`` solving
+    ``(H_MM + lam I) w = grad_M L_q``.
 
     ``tol`` (default ``eps^(3/4)`` of the computation dtype: about ``1.8e-12`` in
     float64, ``6.4e-6`` in float32) bounds both the inner gradient norm, relative to
@@ -177,7 +193,8 @@ def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0
     residuals, floats), ``inner_iterations`` and ``cg_iterations``, and ``tol``.
     """
     lam = _validate.positive(lam, "lam")
-    p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=problem.NO_RATE)
+    p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=problem.NO_RATE,
+                     inner_mask=inner_mask)
     xp = p.xp
     if _xp.is_complex(xp, p.theta):
         raise TypeError("implicit MAML takes real theta; complex parameters are for the complex "
@@ -188,12 +205,16 @@ def imaml_value_and_grad(theta, Xs, ys, Xq, yq, *, lam, model="logistic", l2=0.0
     with _xp.quiet_overflow():
         phi, hvp, inner_residual, inner_iterations = _inner_solve(p, lam, tol)
         losses, gq = p.model.value_grad(phi, p.Xq, p.yq, 0.0)
+        keep = _masking(p)
 
         def system(v):
-            return v + hvp(v) / lam
+            return v + keep(hvp(keep(v))) / lam
 
-        g, cg_residual, cg_iterations = conjugate_gradient(xp, system, gq, tol, cg_maxiter,
+        g, cg_residual, cg_iterations = conjugate_gradient(xp, system, keep(gq), tol, cg_maxiter,
                                                            what="implicit gradient", lam=lam)
+        if p.mask is not None:  # (V15): the parameters held at theta
+            rest = gq - hvp(g) / lam
+            g = g + rest - keep(rest)
     worst = float(xp.max(cg_residual))
     if not worst <= tol:
         raise ConvergenceError(

@@ -10,10 +10,15 @@ and its derivation.
 :func:`refmaml.models.from_spec`.
 """
 
+from .batchnorm import BatchNorm1d, BatchNorm2d
+from .conv import Conv2d
+from .flatten import Flatten
 from .linear import Linear
+from .pool import MaxPool2d
 from .relu import ReLU
 from .tanh import Tanh
 
-KINDS = {"Linear": Linear, "ReLU": ReLU, "Tanh": Tanh}
+KINDS = {"Linear": Linear, "ReLU": ReLU, "Tanh": Tanh, "Conv2d": Conv2d, "MaxPool2d": MaxPool2d,
+         "BatchNorm2d": BatchNorm2d, "BatchNorm1d": BatchNorm1d, "Flatten": Flatten}
 
-__all__ = ["KINDS", "Linear", "ReLU", "Tanh"]
+__all__ = ["KINDS", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Flatten", "Linear", "MaxPool2d", "ReLU", "Tanh"]
