@@ -14,7 +14,12 @@ loss (``derivations/checks.md`` (D2)).
 * reverse, ``k = K-1..0``: the HVP ``H_s(theta_k)(alpha_k g_{k+1})`` and
   ``g_k = g_{k+1} - HVP`` (M6), (V2); with array rates the rate gradient
   ``-g_{k+1} * grad L_s(theta_k)`` (V3), (V4);
-* the meta-gradient ``g_0``, the first-order one ``g_K`` beside it, and the checks.
+* the meta-gradient ``g_0``, the first-order one ``g_K`` beside it, and the checks;
+* for a network of layers with ``--layers`` (the default of ``--model conv``: one 1x4x4 image
+  channel, a 2x2 convolution, batch norm, ReLU, 2x2 max-pooling, two classes), the support set's
+  pass at ``theta_0`` layer by layer:
+  each layer's parameters and output (``derivations/models.md`` (H8)), then, from the top, the
+  adjoint of each output and each layer's parameter gradient (H9), each with its layer's equations.
 """
 
 import json
@@ -27,6 +32,14 @@ from .maml import sum_to_rate
 RATES = ("scalar", "per-step", "per-parameter")
 
 
+def tiny_conv():
+    """The walk-through's image network: one 1x4x4 channel, a 2x2 convolution (one output channel),
+    batch norm, ReLU, 2x2 max-pooling and a linear layer to two classes (11 parameters)."""
+    L = models.layers
+    return models.Sequential([L.Conv2d(1, 1, 2), L.BatchNorm2d(1), L.ReLU(), L.MaxPool2d(2), L.Flatten(),
+                              L.Linear(1, 2)], loss="softmax", input_shape=(1, 4, 4))
+
+
 def problem(model="logistic", *, features=2, support=3, query=2, steps=2, inner_lr=0.5, l2=0.0, seed=0,
             rates="scalar", sizes=None, activation="tanh", loss="mse"):
     """The walk-through's inputs: ``(model object, name, inputs dict)``, seeded, two decimals.
@@ -35,20 +48,25 @@ def problem(model="logistic", *, features=2, support=3, query=2, steps=2, inner_
     takes the MLP preset instead. A linear model gets ``features`` features (and 3 classes for
     softmax); a network's parameters are its initialisation ``init(seed)``."""
     rng = np.random.default_rng(seed)
-    obj = models.MLP(sizes, activation, loss) if sizes is not None else models.get(model)
+    if sizes is not None:
+        obj = models.MLP(sizes, activation, loss)
+    else:
+        obj = tiny_conv() if model == "conv" else models.get(model)
     shape = obj.parameter_shape(features, 3)
     if obj.linear:
         theta = np.round(obj.random_parameters(rng, shape, 0.5), 2)
     else:
         theta = np.round(obj.init(seed), 2)
     d, outputs = obj.dimensions(shape)
+    example = tuple(d) if isinstance(d, tuple) else (d,)
     name = obj.name if obj.linear else repr(obj)
 
     def targets(size):
         y = instances.targets(rng, obj, (size,), outputs)
         return np.round(np.reshape(y, (size,) + tuple(outputs)), 2) if obj.targets == "real" else y
 
-    Xs, Xq = np.round(rng.standard_normal((support, d)), 2), np.round(rng.standard_normal((query, d)), 2)
+    Xs = np.round(rng.standard_normal((support,) + example), 2)
+    Xq = np.round(rng.standard_normal((query,) + example), 2)
     ys, yq = targets(support), targets(query)
     if rates == "scalar":
         rate = float(inner_lr)
@@ -83,10 +101,36 @@ def gram_form(obj, inputs, *, first_order=False):
             "meta_grad": g[0], "equation": "dual.md (G2)-(G6)"}
 
 
-def walk(obj, name, inputs, *, first_order=False, form="primal"):
+def layer_by_layer(obj, theta, X, y):
+    """The support set's pass at ``theta`` through a network of layers: per layer its name, its
+    parameters, its output (H8), the adjoint of that output and its parameter gradient (H9), with
+    the layer's equations; the first example's values. None for a network without layers."""
+    layers = getattr(obj.network, "layers", None)
+    if layers is None:
+        return None
+    xp = _xp.NUMPY
+    net = obj.network
+    z, cache = net.forward(theta[None], X[None])
+    r = obj.head.residual(z, obj.labels(xp, "cpu", y, X, theta.shape, np.float64, "ys")[None])[0]
+    grad, deltas = net.vjp(cache, r)
+    params, inputs, _ = cache
+    outputs = inputs[1:] + [z[..., None] if net.squeeze else z]
+    out = []
+    for l, layer in enumerate(layers):
+        forward, backward = getattr(layer, "equations", ("models.md (H8)", "models.md (H9)"))
+        out.append({"layer": repr(layer), "parameters": [np.asarray(q[0]) for q in params[l]],
+                    "output": outputs[l][0, 0], "adjoint": deltas[l][0, 0] / X.shape[0],
+                    "gradient": [np.asarray(grad[0, a:b]).reshape(shape) / X.shape[0]
+                                 for a, b, shape in net.blocks[l]],
+                    "equations": f"forward {forward}, backward {backward}"})
+    return out
+
+
+def walk(obj, name, inputs, *, first_order=False, form="primal", layers=False):
     """Every quantity of the computation, in order: a JSON-ready dict (see the module docstring):
     the inner loop (M2), the query loss (M3), the reverse pass (M6), (V2), first order (M8), rates (V3)-(V4);
-    with ``form="dual"`` also the Gram form (G2)-(G6)."""
+    with ``form="dual"`` also the Gram form (G2)-(G6); with ``layers`` (a network of layers) the support
+    set's pass at ``theta_0`` layer by layer (H8), (H9)."""
     eq = obj.equations
     theta, Xs, ys, Xq, yq = (inputs[k] for k in ("theta", "Xs", "ys", "Xq", "yq"))
     rate, K, l2 = inputs["inner_lr"], inputs["inner_steps"], inputs["l2"]
@@ -132,9 +176,12 @@ def walk(obj, name, inputs, *, first_order=False, form="primal"):
     answer = g_K if first_order else g
     library = meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=rate, inner_steps=K, model=obj, l2=l2,
                                   first_order=first_order, lr_grad=bool(np.ndim(rate)))
+    layers = layer_by_layer(obj, theta, Xs, ys) if layers else None
     out = {"inputs": inputs, "forward": forward, "reverse": reverse, "meta_loss": meta_loss,
            "meta_grad": g, "first_order_meta_grad": g_K, "first_order": first_order,
            "library_meta_grad_relative_difference": check.relative_error(library[1], answer)}
+    if layers is not None:
+        out["layers"] = layers
     if form == "dual":
         out["dual"] = gram_form(obj, inputs, first_order=first_order)
         out["dual"]["relative_difference"] = check.relative_error(out["dual"]["meta_grad"], answer)
@@ -174,7 +221,7 @@ def _fmt(a):
     if a.ndim == 0:
         return f"{float(a):.6g}"
     return np.array2string(a, precision=6, separator=", ", suppress_small=False, max_line_width=100,
-                           formatter={"float_kind": lambda v: f"{v:.6g}"})
+                           formatter={"float_kind": lambda v: f"{v + 0.0:.6g}"})  # + 0.0: no "-0"
 
 
 def to_text(result):
@@ -192,6 +239,20 @@ def to_text(result):
         lines.append(f"         {key} = {_fmt(f[key])}")
         if f["grad"] is not None:
             lines.append(f"         grad L_s(theta_{f['k']}) = {_fmt(f['grad'])}   [{f['equation']}]")
+    if "layers" in result:
+        lines += ["", "the support set at theta_0, layer by layer (the first example; adjoints and gradients of the "
+                      "mean loss)   [models.md (H8), (H9)]"]
+        for l, layer in enumerate(result["layers"]):
+            lines.append(f"  layer {l}: {layer['layer']}   [{layer['equations']}]")
+            for j, q in enumerate(layer["parameters"]):
+                lines.append(f"    parameter {j} = {_fmt(q)}")
+            lines.append(f"    output = {_fmt(layer['output'])}")
+        lines.append("  backward, from the top:")
+        for l in reversed(range(len(result["layers"]))):
+            layer = result["layers"][l]
+            lines.append(f"  layer {l}: adjoint of its output = {_fmt(layer['adjoint'])}")
+            for j, q in enumerate(layer["gradient"]):
+                lines.append(f"    gradient of parameter {j} = {_fmt(q)}")
     lines += ["", f"query loss L_q(theta_K) = {_fmt(result['meta_loss'])}   [maml.md (M3)]"]
     dropped = " (dropped by first-order MAML)" if result["first_order"] else ""
     lines += ["", f"reverse: g_k = g_(k+1) - H_s(theta_k)(alpha_k g_(k+1))   [maml.md (M6), variants.md (V2)]{dropped}"]

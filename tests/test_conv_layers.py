@@ -336,3 +336,56 @@ def test_layers_refuse_what_does_not_fit():
         net.loss(net.init(0), np.zeros((2, 16)), np.zeros(2, dtype=int))
     with pytest.raises(ValueError, match="at least 4"):
         ConvNet(3, blocks=2, input_shape=(1, 3, 8))
+
+
+def test_worked_examples():
+    """The worked examples of ``derivations/conv.md`` and ``derivations/batchnorm.md``, recomputed by
+    the layers: the integers exactly, the decimals within half a unit of their last printed digit."""
+    conv, pool = Conv2d(1, 1, 2), MaxPool2d(2, stride=1)
+    a = np.array([[1, 1, 2, 1], [3, 0, 1, 3], [3, 1, 3, -1], [1, 0, 3, 1]], dtype=float).reshape(1, 1, 1, 4, 4)
+    W, c = np.array([[1.0, 2.0], [0.0, -1.0]]).reshape(1, 1, 2, 2), np.array([1.0])
+    b, A = conv.forward((W, c), a)
+    np.testing.assert_array_equal(A[0, 0], [[1, 1, 2, 3, 0, 1, 3, 1, 3], [1, 2, 1, 0, 1, 3, 1, 3, -1],
+                                            [3, 0, 1, 3, 1, 3, 1, 0, 3], [0, 1, 3, 1, 3, -1, 0, 3, 1]])
+    np.testing.assert_array_equal(b[0, 0, 0], [[4, 5, 2], [3, 0, 9], [6, 5, 1]])
+    out, S = pool.forward((), b)
+    np.testing.assert_array_equal(out[0, 0, 0], [[5, 9], [6, 9]])
+    np.testing.assert_array_equal(pool.kink_distance(b, S)[0, 0, 0], [[1, 4], [1, 4]])
+    delta = np.array([[1.0, 2.0], [-1.0, 1.0]]).reshape(1, 1, 1, 2, 2)
+    D, _ = pool.vjp((), b, S, delta, True)
+    np.testing.assert_array_equal(D.ravel(), [0, 1, 0, 0, 0, 3, -1, 0, 0])
+    delta_a, (gW, gc) = conv.vjp((W, c), a, A, D, True)
+    np.testing.assert_array_equal(gW[0, 0, 0], [[1, 10], [8, -2]])
+    np.testing.assert_array_equal(gc, [[3]])
+    np.testing.assert_array_equal(delta_a[0, 0, 0], [[0, 1, 2, 0], [0, 0, 2, 6], [-1, -2, 0, -3], [0, 1, 0, 0]])
+    V, e = np.array([[0.0, 1.0], [-1.0, 0.0]]).reshape(1, 1, 2, 2), np.array([0.5])
+    a_dot = np.zeros_like(a)
+    a_dot[..., 1, 2] = 1.0
+    b_dot = conv.jvp((W, c), a, A, a_dot, (V, e))
+    np.testing.assert_array_equal(b_dot[0, 0, 0], [[-1.5, 1.5, 0.5], [-2.5, 2.5, 1.5], [0.5, 3.5, -3.5]])
+    pooled = pool.jvp((), b, S, b_dot, ())
+    np.testing.assert_array_equal(pooled[0, 0, 0], [[1.5, 1.5], [0.5, 1.5]])
+    assert np.sum(delta * pooled) == 5.5 == np.sum(gW * V) + gc[0, 0] * 0.5 + np.sum(delta_a * a_dot)
+
+    params = (np.array([2.0]), np.array([0.5]))
+    x = np.array([1.0, 2.0, 4.0]).reshape(1, 3, 1)
+    one_hot = np.array([1.0, 0.0, 0.0]).reshape(1, 3, 1)
+    for eps, printed in ((1e-300, dict(s=(0.801784, 6), x_hat=((-1.069045, -0.267261, 1.336306), 6),
+                                       b=((-1.638090, -0.034522, 3.172612), 6),
+                                       delta_a=((0.458162, -0.687243, 0.229081), 6), grad=(-1.069045, 6))),
+                         (1e-5, dict(s=(0.8017811, 7), x_hat=((-1.0690415, -0.2672604, 1.3363019), 7),
+                                     b=((-1.6380831, -0.0345208, 3.1726038), 7),
+                                     delta_a=((0.4581646, -0.6872400, 0.2290754), 7), grad=(-1.0690415, 7)))):
+        bn = BatchNorm1d(1, eps=eps)
+        out, (x_hat, s) = bn.forward(params, x)
+        delta_a, (g_gamma, g_beta) = bn.vjp(params, x, (x_hat, s), one_hot, True)
+        for got, (want, digits) in ((s, printed["s"]), (x_hat, printed["x_hat"]), (out, printed["b"]),
+                                    (delta_a, printed["delta_a"]), (g_gamma, printed["grad"])):
+            assert np.max(np.abs(np.ravel(got) - np.ravel(want))) <= 0.5 * 10.0 ** -digits
+        assert g_beta[0, 0] == 1.0
+        assert abs(np.sum(delta_a)) <= 1e-15
+    assert abs(np.sum(delta_a * x_hat) - (-1.102e-5)) <= 0.5e-8
+    exact = np.array([12.0, -18.0, 6.0]) / (7 * math.sqrt(14))
+    delta0 = BatchNorm1d(1, eps=1e-300).vjp(params, x, BatchNorm1d(1, eps=1e-300).forward(params, x)[1], one_hot,
+                                            True)[0]
+    assert rel(delta0.ravel(), exact) <= 1e-15

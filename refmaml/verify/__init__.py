@@ -32,6 +32,8 @@ Hessian), :mod:`~refmaml.verify.networks` (the (N7) split, the verified networks
 they are checked on are :class:`~refmaml.verify.instance.Instance`.
 """
 
+from dataclasses import replace
+
 import numpy as np
 
 from .. import _text, _validate
@@ -40,12 +42,14 @@ from ..backends import available as backends
 from . import dual, linear, maml, models, networks, softmax, variants
 from .identity import EPS64, Identity, Row
 from .instance import Instance
-from .networks import RELU_MARGIN, VERIFIED, kink_free
+from .networks import FLOAT64_ONLY, LAYER_ONLY, PROXIMAL, RELU_MARGIN, VERIFIED, kink_free
 from .variants import taylor_remainders
 
 # Every identity, in the order of the table's rows for each model.
 CATALOGUE = (models.IDENTITIES + networks.IDENTITIES + maml.IDENTITIES + dual.IDENTITIES + variants.IDENTITIES
              + softmax.IDENTITIES + linear.IDENTITIES)
+# What the networks of one image layer each are checked on (networks.LAYER_ONLY).
+LAYER_CATALOGUE = models.IDENTITIES + networks.IDENTITIES + maml.IDENTITIES
 # The labels of the rows a model's own ``equations`` do not name: the general ones of models.md.
 DEFAULT_LABELS = dict(hessian="models.md (H3)", symmetry="models.md (H3)", psd="models.md (H3)",
                       split="models.md (H12)")
@@ -57,7 +61,10 @@ MODELS = {"logistic": registry.get("logistic"), "softmax": registry.get("softmax
 def identities(model, name):
     """The identities that apply to ``model``, named ``name`` in the table, with its labels."""
     labels = {**DEFAULT_LABELS, **model.equations, **LABELS.get(model, {})}
-    return [identity.bound(name, labels) for identity in CATALOGUE if identity.applies(model)]
+    catalogue = LAYER_CATALOGUE if model in LAYER_ONLY else CATALOGUE
+    prefix = FLOAT64_ONLY.get(model)
+    return [replace(identity, float64_only=True) if prefix and identity.name.startswith(prefix) else identity
+            for identity in (identity.bound(name, labels) for identity in catalogue if identity.applies(model))]
 
 
 # model (its name in :data:`MODELS`, or a model object) -> [Identity or (name, label, float64 tolerance,
@@ -80,7 +87,8 @@ def _rows(checked, seeds, dtypes, only=None):
         for dtype in dtypes:
             scale = float(np.finfo(dtype).eps) / EPS64
             for model, checks in checked.items():
-                p = Instance(xp, device, np.dtype(dtype), seeds[model], _model(model))
+                p = Instance(xp, device, np.dtype(dtype), seeds[model], _model(model),
+                             lam=PROXIMAL.get(_model(model)))
                 rows += [Row(identity, label, backend, dtype, float(fn(p)), tol * scale)
                          for identity, label, tol, f64_only, fn in checks if dtype == "float64" or not f64_only]
     return rows

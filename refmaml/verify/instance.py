@@ -12,7 +12,7 @@ class Instance:
     the logistic model, ``(d, C)`` for the softmax model.
     """
 
-    def __init__(self, xp, device, dtype, seed, model, T=3, n=6, m=8, d=4, C=3):
+    def __init__(self, xp, device, dtype, seed, model, T=3, n=6, m=8, d=4, C=3, lam=None):
         rng = np.random.default_rng(seed)
         self.xp, self.device, self.dtype = xp, device, dtype
         self.model = model
@@ -20,22 +20,24 @@ class Instance:
         put = self.put
         self.theta = put(self.model.random_parameters(rng, shape, 0.5))
         d, outputs = self.model.dimensions(shape)
+        example = tuple(d) if isinstance(d, tuple) else (d,)  # one example's input shape (images: (C, H, W))
 
         def targets(size):  # in the model's form (instances.targets)
             return instances.targets(rng, self.model, tuple(np.atleast_1d(size)), outputs)
 
-        self.X = put(rng.standard_normal((n, d)))
+        self.X = put(rng.standard_normal((n,) + example))
         self.y = put(targets(n))
         self.u = put(rng.standard_normal(shape))
         self.v = put(rng.standard_normal(shape))
-        self.Xs = put(rng.standard_normal((T, n, d)))
+        self.Xs = put(rng.standard_normal((T, n) + example))
         self.ys = put(targets((T, n)))
-        self.Xq = put(rng.standard_normal((T, m, d)))
+        self.Xq = put(rng.standard_normal((T, m) + example))
         self.yq = put(targets((T, m)))
         self.l2 = 0.1
         self.alpha = 0.4
         self.K = 3
-        self.lam = 1.0 if self.model.convex else 10.0  # a nonconvex support loss needs lam above -min eig H_s (V12)
+        # a nonconvex support loss needs lam above -min eig H_s (V12)
+        self.lam = lam if lam is not None else (1.0 if self.model.convex else 10.0)
         lead = (1,) * len(shape)
         self.rates = {  # inner_lr shapes of derivations/variants.md (V1)
             "scalar": put(np.float64(self.alpha)),

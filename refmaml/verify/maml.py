@@ -1,6 +1,8 @@
 """MAML's meta-gradient (``derivations/maml.md``): against the complex step and central differences
 through the unrolled inner loop (M6), the one-step form (M5), its reductions to the query gradient
-(M7), (M8), and the batch as the mean of its tasks (M4)."""
+(M7), (M8), the batch as the mean of its tasks (M4), and meta-only parameters (M10)."""
+
+import numpy as np
 
 from .. import check, meta_value_and_grad
 from .identity import Identity
@@ -37,6 +39,15 @@ def _reduces_to_query_gradient(**kw):
     return run
 
 
+def _masked(p):
+    """(M10): with an ``inner_mask`` (every other parameter, in row-major order), the meta-gradient of
+    every parameter against the complex step of the unrolled loss with that mask."""
+    shape = tuple(p.theta.shape)
+    mask = p.put(np.arange(int(np.prod(shape))).reshape(shape) % 2 == 0)
+    return check.gradient_error(lambda t: p.unrolled_meta_loss(t, inner_mask=mask),
+                                lambda t: p.meta(inner_mask=mask)(t)[1], p.theta)
+
+
 IDENTITIES = [
     Identity("MAML ({name}) meta-gradient = complex step (K=3)", "maml.md (M6)", 1e-12, False,
              lambda p: check.gradient_error(p.unrolled_meta_loss, lambda t: p.meta()(t)[1], p.theta)),
@@ -51,4 +62,6 @@ IDENTITIES = [
     Identity("first-order MAML ({name}) = query gradient at theta_K", "maml.md (M8)", 1e-12, False,
              _reduces_to_query_gradient(first_order=True)),
     Identity("MAML ({name}) batch = mean of single tasks", "maml.md (M4)", 1e-12, False, _batch_mean),
+    Identity("MAML ({name}) inner_mask (every other parameter) = complex step", "maml.md (M10)", 1e-12, False,
+             _masked),
 ]

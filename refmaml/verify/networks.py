@@ -1,10 +1,12 @@
-"""Networks (``derivations/mlp.md``): the networks ``refmaml verify`` checks, the split of the HVP
-into its Gauss-Newton part and the second-order term (N7), and instances kept away from ReLU's kink
-(N8)."""
+"""Networks (``derivations/mlp.md``, ``conv.md``, ``batchnorm.md``): the networks ``refmaml verify``
+checks (perceptrons, a network for each image layer, the ConvNet preset), the split of the HVP into
+its Gauss-Newton part and the second-order term (N7), and instances kept away from the kinks of ReLU
+(N8) and max-pooling (C12)."""
 
 import numpy as np
 
 from .. import backends, check, models
+from ..models.layers import BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Tanh
 from .identity import Identity
 from .instance import Instance
 
@@ -17,7 +19,34 @@ VERIFIED = {
 }
 LABELS = {model: dict(hessian="mlp.md (N6)", symmetry="mlp.md (N6)", split="mlp.md (N7)")
           for model in VERIFIED.values()}
-RELU_MARGIN = 1e-3  # mlp.md (N8): every pre-activation this far from ReLU's kink
+# A network for each image layer, on 1x4x4 (or 3-feature) inputs, and the ConvNet preset.
+_LAYERED = {
+    "Conv2d net": (models.Sequential([Conv2d(1, 1, 3, stride=2, padding=1), Tanh(), Flatten(), Linear(4, 2)],
+                                     loss="mse", input_shape=(1, 4, 4)), "conv.md (C4), (C5)", "conv.md (C6), (C7)"),
+    "MaxPool2d net": (models.Sequential([Conv2d(1, 1, 2), MaxPool2d(2, stride=1), Flatten(), Linear(4, 3)],
+                                        loss="softmax", input_shape=(1, 4, 4)), "conv.md (C10)", "conv.md (C11)"),
+    "BatchNorm2d net": (models.Sequential([Conv2d(1, 1, 2), BatchNorm2d(1), Tanh(), Flatten(), Linear(9, 1)],
+                                          loss="logistic", input_shape=(1, 4, 4)), "batchnorm.md (B3)",
+                        "batchnorm.md (B4), (B5)"),
+    "BatchNorm1d net": (models.Sequential([Linear(3, 3), BatchNorm1d(3), Tanh(), Linear(3, 2)], loss="mse",
+                                          input_shape=(3,)), "batchnorm.md (B3)", "batchnorm.md (B4), (B5)"),
+    "ConvNet preset": (models.ConvNet(2, blocks=1, channels=2, input_shape=(1, 4, 4)), "models.md (H9)",
+                       "models.md (H10)-(H12)"),
+}
+VERIFIED.update({name: model for name, (model, _, _) in _LAYERED.items()})
+# The networks of one image layer each are checked on the layer's math: the model's identities and
+# MAML's; the variants' (rates, Reptile, iMAML) run on the perceptrons and the preset.
+LAYER_ONLY = frozenset(model for name, (model, _, _) in _LAYERED.items() if name != "ConvNet preset")
+LABELS.update({model: dict(grad=grad, hvp=hvp, hessian="models.md (H3)", symmetry="models.md (H3)",
+                           split="models.md (H12)") for model, grad, hvp in _LAYERED.values()})
+# iMAML's proximal weight where the default (10) leaves a proximal minimiser among the kinks of ReLU and
+# max-pooling, where Newton's method (which assumes a smooth problem) stalls: the preset's.
+PROXIMAL = {VERIFIED["ConvNet preset"]: 300.0}
+# Identities (by the start of their name) checked in float64 only for a model: in float32 the preset's
+# inner problem stalls at a relative gradient norm of about 1e-5 through batch norm's normalisation,
+# above iMAML's tolerance eps^(3/4) = 6.4e-6 (variants.md (V14)).
+FLOAT64_ONLY = {VERIFIED["ConvNet preset"]: "iMAML"}
+RELU_MARGIN = 1e-3  # mlp.md (N8), conv.md (C12): every kinked input this far from its kink
 
 
 def _split(p):
@@ -46,9 +75,10 @@ IDENTITIES = [
 
 
 def kink_free(seed, model):
-    """The seed of the instance for ``model``: ``seed`` itself, or for a ReLU network the first of
-    ``(seed, 1), (seed, 2), ...`` whose pre-activations (support set along the inner loop, and the
-    query and single-task sets) all stay ``RELU_MARGIN`` away from 0."""
+    """The seed of the instance for ``model``: ``seed`` itself, or for a network with kinks (ReLU,
+    max-pooling) the first of ``(seed, 1), (seed, 2), ...`` whose kinked inputs (support set along
+    the inner loop, and the query and single-task sets) all stay ``RELU_MARGIN`` from their kinks:
+    ReLU's pre-activations from 0, every max-pooling window's two largest entries from each other."""
     if not model.kinks:
         return seed
     numpy, cpu = backends.get("numpy")

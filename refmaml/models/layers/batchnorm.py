@@ -40,6 +40,8 @@ class BatchNorm:
     """What :class:`BatchNorm2d` and :class:`BatchNorm1d` share; ``ranks`` are the numbers of axes of
     one example's input that the layer takes."""
 
+    equations = ("batchnorm.md (B1)", "batchnorm.md (B3)")  # forward, backward: for walk-throughs
+
     ranks = ()
     expected = "(%d, ...)"
 

@@ -98,6 +98,8 @@ class Conv2d:
     padding)`` with zero padding; ``kernel``, ``stride`` and ``padding`` are integers or pairs
     (height, width)."""
 
+    equations = ("conv.md (C1), (C2)", "conv.md (C4), (C5)")  # forward, backward: for walk-throughs
+
     def __init__(self, in_channels, out_channels, kernel, stride=1, padding=0):
         self.in_channels = _validate.integer(in_channels, "in_channels", minimum=1)
         self.out_channels = _validate.integer(out_channels, "out_channels", minimum=1)

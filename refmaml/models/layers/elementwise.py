@@ -12,6 +12,8 @@ import numpy as np
 class Elementwise:
     """Base of :class:`refmaml.models.layers.Tanh` and :class:`refmaml.models.layers.ReLU`."""
 
+    equations = ("mlp.md (N1), (N8)", "mlp.md (N2), (N8)")  # forward, backward: for walk-throughs
+
     param_shapes = ()
 
     def __repr__(self):

@@ -12,6 +12,8 @@ from ..._xp import array_namespace
 class Flatten:
     """``b = vec(a)`` per example, row-major (C13); no parameters."""
 
+    equations = ("conv.md (C13)", "conv.md (C13)")  # forward, backward: for walk-throughs
+
     param_shapes = ()
 
     def __repr__(self):

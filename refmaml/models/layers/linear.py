@@ -22,6 +22,8 @@ from ..._xp import array_namespace
 class Linear:
     """``b = a W^T + c`` (N1): ``W (out_features, in_features)``, ``c (out_features,)``."""
 
+    equations = ("mlp.md (N1)", "mlp.md (N2), (N3)")  # forward, backward: for walk-throughs
+
     def __init__(self, in_features, out_features):
         self.in_features = _validate.integer(in_features, "in_features", minimum=1)
         self.out_features = _validate.integer(out_features, "out_features", minimum=1)

@@ -21,6 +21,8 @@ from .conv import window_slices, pair, windows
 class MaxPool2d:
     """``b = max over each window of a`` (C9); the first maximum wins a tie."""
 
+    equations = ("conv.md (C9)", "conv.md (C10)")  # forward, backward: for walk-throughs
+
     param_shapes = ()
 
     def __init__(self, kernel, stride=None):
