@@ -103,7 +103,7 @@ def _finish(report, out, seconds=None):
 
 
 def _needs_data(family):
-    if family.startswith("digits"):
+    if family.startswith("digit"):  # digits-binary, digits-nway, digit-images
         try:
             import sklearn  # noqa: F401
         except ImportError:
@@ -199,7 +199,8 @@ def _explain(args):
                                             steps=args.steps, inner_lr=args.inner_lr, l2=args.l2, seed=args.seed,
                                             rates=args.rates, sizes=sizes, activation=args.activation,
                                             loss=args.loss)
-        result = explain.walk(obj, name, inputs, first_order=args.first_order, form=args.form)
+        result = explain.walk(obj, name, inputs, first_order=args.first_order, form=args.form,
+                              layers=args.layers or args.model == "conv")
     except (TypeError, ValueError) as exc:
         return _fail("explain", exc)
     print(explain.to_json(result) if args.json else explain.to_text(result))
@@ -232,7 +233,8 @@ def build_parser():
                                      "held-out tasks (the main job; about 3 minutes)")
     p.add_argument("--family", default="sinusoid", choices=list(FAMILIES),
                    help="task family (default sinusoid, the MAML paper's regression; the digits families "
-                        "need scikit-learn)")
+                        "and digit-images, few-shot image classification with a small convolutional "
+                        "network, need scikit-learn)")
     p.add_argument("--out", default="refmaml-demo", help="directory for results.json and figure.png "
                                                          "(default ./refmaml-demo)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
@@ -283,8 +285,9 @@ def build_parser():
     p.set_defaults(run=_train)
     p = sub.add_parser("explain", help="walk through one meta-gradient with its numbers, each line with its "
                                         "equation")
-    p.add_argument("--model", default="logistic", choices=("logistic", "softmax", "linear"),
-                   help="the model (default logistic; --sizes gives a network instead)")
+    p.add_argument("--model", default="logistic", choices=("logistic", "softmax", "linear", "conv"),
+                   help="the model (default logistic; conv: a tiny image network, 1x4x4 inputs, a 2x2 "
+                        "convolution, batch norm, ReLU, max-pooling, two classes; --sizes gives an MLP instead)")
     p.add_argument("--features", type=int, default=2, help="features d (default 2)")
     p.add_argument("--support", type=int, default=3, help="support examples n (default 3)")
     p.add_argument("--query", type=int, default=2, help="query examples m (default 2)")
@@ -302,6 +305,8 @@ def build_parser():
     p.add_argument("--loss", default="mse", choices=("mse", "logistic", "softmax"), help="the network's head")
     p.add_argument("--form", default="primal", choices=("primal", "dual"),
                    help="dual: show the same computation in the Gram form as well (linear models)")
+    p.add_argument("--layers", action="store_true",
+                   help="a network's forward and backward pass at theta_0 layer by layer (default with --model conv)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
     p.set_defaults(run=_explain)
     p = sub.add_parser("audit", help="check every claim of the seed tutorial and print the errata table")

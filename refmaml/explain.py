@@ -101,27 +101,40 @@ def gram_form(obj, inputs, *, first_order=False):
             "meta_grad": g[0], "equation": "dual.md (G2)-(G6)"}
 
 
-def layer_by_layer(obj, theta, X, y):
-    """The support set's pass at ``theta`` through a network of layers: per layer its name, its
-    parameters, its output (H8), the adjoint of that output and its parameter gradient (H9), with
-    the layer's equations; the first example's values. None for a network without layers."""
+def layer_by_layer(obj, theta, X, y, v):
+    """The support set's pass at ``theta`` through a network of layers, for every layer: its name,
+    parameters and output (H8), the adjoint of its output and its parameter gradient (H9), and for
+    the Hessian-vector product along ``v`` (the first reverse step's vector) the tangent of its
+    output (R-forward, (H10)), ``R{delta}`` of its output and its block of ``R{J^T r}`` (R-backward,
+    (H11)), with the layer's equations; the first example's values, and the gradients' and
+    products' blocks divided by ``n`` (those of the mean loss). None for a network without layers."""
     layers = getattr(obj.network, "layers", None)
     if layers is None:
         return None
     xp = _xp.NUMPY
-    net = obj.network
+    net, n = obj.network, X.shape[0]
     z, cache = net.forward(theta[None], X[None])
-    r = obj.head.residual(z, obj.labels(xp, "cpu", y, X, theta.shape, np.float64, "ys")[None])[0]
+    r, c = obj.head.residual(z, obj.labels(xp, "cpu", y, X, theta.shape, np.float64, "ys")[None])
     grad, deltas = net.vjp(cache, r)
+    Jv, tangents = net.jvp(cache, v[None])
+    record = {}
+    net.r_vjp(cache, deltas, tangents, obj.head.curvature(c, Jv), record=record)
     params, inputs, _ = cache
-    outputs = inputs[1:] + [z[..., None] if net.squeeze else z]
+
+    def example(a):
+        return a[..., None] if net.squeeze and a.ndim == 2 else a
+
+    outputs = inputs[1:] + [example(z)]
+    dots = tangents[0][1:] + [example(Jv)]
     out = []
     for l, layer in enumerate(layers):
         forward, backward = getattr(layer, "equations", ("models.md (H8)", "models.md (H9)"))
+        R_delta, R_grads = record[l]
         out.append({"layer": repr(layer), "parameters": [np.asarray(q[0]) for q in params[l]],
-                    "output": outputs[l][0, 0], "adjoint": deltas[l][0, 0] / X.shape[0],
-                    "gradient": [np.asarray(grad[0, a:b]).reshape(shape) / X.shape[0]
-                                 for a, b, shape in net.blocks[l]],
+                    "output": outputs[l][0, 0], "adjoint": deltas[l][0, 0] / n,
+                    "gradient": [np.asarray(grad[0, a:b]).reshape(shape) / n for a, b, shape in net.blocks[l]],
+                    "tangent": dots[l][0, 0], "R_adjoint": R_delta[0, 0] / n,
+                    "R_gradient": [np.asarray(g[0]) / n for g in R_grads],
                     "equations": f"forward {forward}, backward {backward}"})
     return out
 
@@ -137,6 +150,7 @@ def walk(obj, name, inputs, *, first_order=False, form="primal", layers=False):
     xp = _xp.NUMPY
     path = np.asarray(adapt(theta, Xs, ys, inner_lr=rate, inner_steps=K, model=obj, l2=l2, return_trajectory=True))
     forward, grads = [], []
+    weights = obj.targets == "binary" and obj.linear  # logistic.md's walk-through shows the curvature weights
     for k in range(K + 1):
         z = obj.network.forward(path[k][None], Xs[None])[0][0]
         y = obj.labels(xp, "cpu", ys, Xs, path[k].shape, np.float64, "ys")
@@ -146,6 +160,8 @@ def walk(obj, name, inputs, *, first_order=False, form="primal", layers=False):
             entry["probabilities"] = c[0]
         else:
             entry["residuals"] = r[0]
+        if weights and k < K:
+            entry["weights"] = c[0]
         g = np.asarray(obj.grad(path[k], Xs, ys, l2=l2)) if k < K else None
         entry["grad"] = g
         entry["equation"] = (f"maml.md (M2); outputs {eq['outputs']}, residuals {eq['residual']}, "
@@ -153,8 +169,9 @@ def walk(obj, name, inputs, *, first_order=False, form="primal", layers=False):
         forward.append(entry)
         grads.append(g)
     meta_loss = float(np.mean(obj.loss(path[K], Xq, yq)))
+    query_outputs = obj.network.forward(path[K][None], Xq[None])[0][0]
     g = np.asarray(obj.grad(path[K], Xq, yq))
-    reverse = [{"k": K, "g": g, "hvp": None, "equation": f"maml.md (M8): g_K = grad L_q(theta_K), {eq['grad']}"}]
+    reverse = [{"k": K, "g": g, "hvp": None, "equation": f"maml.md (M6): g_K = grad L_q(theta_K), {eq['grad']}"}]
     rate_grad = np.zeros(np.shape(rate)) if np.ndim(rate) else 0.0
     g_K = g
     ndim = theta.ndim
@@ -176,12 +193,17 @@ def walk(obj, name, inputs, *, first_order=False, form="primal", layers=False):
     answer = g_K if first_order else g
     library = meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=rate, inner_steps=K, model=obj, l2=l2,
                                   first_order=first_order, lr_grad=bool(np.ndim(rate)))
-    layers = layer_by_layer(obj, theta, Xs, ys) if layers else None
+    first_vector = _rate(rate, 0, ndim) * (reverse[-2]["g"] if K else g)  # the vector of the HVP at theta_0
+    layers = layer_by_layer(obj, theta, Xs, ys, np.broadcast_to(first_vector, theta.shape)) if layers else None
     out = {"inputs": inputs, "forward": forward, "reverse": reverse, "meta_loss": meta_loss,
+           "query_outputs": query_outputs, "hvp_equation": eq["hvp"], "linear": obj.linear,
+           "rate_equation": "variants.md (V1)" if np.ndim(rate) else "maml.md (M2)",
            "meta_grad": g, "first_order_meta_grad": g_K, "first_order": first_order,
            "library_meta_grad_relative_difference": check.relative_error(library[1], answer)}
     if layers is not None:
         out["layers"] = layers
+    if obj.constant_curvature and not first_order and np.isrealobj(rate):
+        out["closed_form"] = closed_form(Xs, ys, Xq, yq, rate, K, l2, theta, answer)
     if form == "dual":
         out["dual"] = gram_form(obj, inputs, first_order=first_order)
         out["dual"]["relative_difference"] = check.relative_error(out["dual"]["meta_grad"], answer)
@@ -197,6 +219,17 @@ def walk(obj, name, inputs, *, first_order=False, form="primal", layers=False):
         out["checks"] = {"complex_step_meta_grad": cs, "relative_error": check.relative_error(g, cs),
                          "equation": "checks.md (D2), (D4)"}
     return out
+
+
+def closed_form(Xs, ys, Xq, yq, rate, K, l2, theta, answer):
+    """Linear regression's inner loop as an affine map, ``theta_K = M theta + c`` (``linear.md``
+    (Q4), (Q5)), and the meta-gradient ``M^T grad L_q(theta_K)`` it gives without a reverse pass (Q7),
+    beside the walk-through's ``answer``."""
+    M, c = models.linear.affine_map(Xs, ys, inner_lr=rate, inner_steps=K, l2=l2)
+    g = np.asarray(models.linear.closed_form_meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=rate,
+                                                                  inner_steps=K, l2=l2)[1])
+    return {"M": np.asarray(M), "c": np.asarray(c), "meta_grad": g,
+            "relative_difference": check.relative_error(g, answer)}
 
 
 def _plain(value):
@@ -227,16 +260,19 @@ def _fmt(a):
 def to_text(result):
     """The walk-through as lines of text, each quantity with its equation."""
     i, K = result["inputs"], result["inputs"]["inner_steps"]
-    lines = [f"MAML meta-gradient of one task, {i['model']}, K = {K} inner steps, inner_lr = {_fmt(i['inner_lr'])}, "
-             f"l2 = {i['l2']:g}", "", "inputs:"]
+    lines = [f"MAML meta-gradient of one task, {i['model']}, K = {K} inner steps, inner_lr = {_fmt(i['inner_lr'])} "
+             f"[{result['rate_equation']}], l2 = {i['l2']:g}", "", "inputs:"]
+    outputs = (lambda k: f"X_s theta_{k}") if result["linear"] else (lambda k: f"f(X_s; theta_{k})")
     for key in ("theta", "Xs", "ys", "Xq", "yq"):
         lines.append(f"  {key} = {_fmt(i[key])}")
     lines += ["", "forward: theta_(k+1) = theta_k - alpha_k grad L_s(theta_k)   [maml.md (M2)]"]
     for f in result["forward"]:
         lines.append(f"  k = {f['k']}:  theta_{f['k']} = {_fmt(f['theta'])}")
-        lines.append(f"         outputs X_s theta_{f['k']} = {_fmt(f['logits'])}")
+        lines.append(f"         outputs {outputs(f['k'])} = {_fmt(f['logits'])}")
         key = "probabilities" if "probabilities" in f else "residuals"
         lines.append(f"         {key} = {_fmt(f[key])}")
+        if "weights" in f:
+            lines.append(f"         curvature weights p (1 - p) = {_fmt(f['weights'])}   [logistic.md (L10)]")
         if f["grad"] is not None:
             lines.append(f"         grad L_s(theta_{f['k']}) = {_fmt(f['grad'])}   [{f['equation']}]")
     if "layers" in result:
@@ -253,14 +289,25 @@ def to_text(result):
             lines.append(f"  layer {l}: adjoint of its output = {_fmt(layer['adjoint'])}")
             for j, q in enumerate(layer["gradient"]):
                 lines.append(f"    gradient of parameter {j} = {_fmt(q)}")
-    lines += ["", f"query loss L_q(theta_K) = {_fmt(result['meta_loss'])}   [maml.md (M3)]"]
+        lines.append("  the Hessian-vector product at theta_0 along v = alpha_0 g_1 (the reverse pass's last), "
+                     "R-forward then R-backward   [models.md (H10), (H11)]")
+        for l, layer in enumerate(result["layers"]):
+            lines.append(f"  layer {l}: tangent of its output R{{a}} = {_fmt(layer['tangent'])}")
+        for l in reversed(range(len(result["layers"]))):
+            layer = result["layers"][l]
+            lines.append(f"  layer {l}: R{{adjoint}} of its output = {_fmt(layer['R_adjoint'])}")
+            for j, q in enumerate(layer["R_gradient"]):
+                lines.append(f"    R{{gradient}} of parameter {j} (its block of H v, l2 aside) = {_fmt(q)}")
+    lines += ["", f"query outputs {outputs('K').replace('X_s', 'X_q')} = {_fmt(result['query_outputs'])}",
+              f"query loss L_q(theta_K) = {_fmt(result['meta_loss'])}   [maml.md (M3)]"]
     dropped = " (dropped by first-order MAML)" if result["first_order"] else ""
     lines += ["", f"reverse: g_k = g_(k+1) - H_s(theta_k)(alpha_k g_(k+1))   [maml.md (M6), variants.md (V2)]{dropped}"]
     for r in result["reverse"]:
         if r["hvp"] is None:
-            lines.append(f"  k = {r['k']}:  g_{r['k']} = grad L_q(theta_K) = {_fmt(r['g'])}   [maml.md (M8)]")
+            lines.append(f"  k = {r['k']}:  g_{r['k']} = grad L_q(theta_K) = {_fmt(r['g'])}   [maml.md (M6)]")
         else:
-            lines.append(f"  k = {r['k']}:  H_s(theta_{r['k']})(alpha g_{r['k'] + 1}) = {_fmt(r['hvp'])}")
+            lines.append(f"  k = {r['k']}:  H_s(theta_{r['k']})(alpha g_{r['k'] + 1}) = {_fmt(r['hvp'])}   "
+                         f"[HVP {result['hvp_equation']}]")
             lines.append(f"         g_{r['k']} = {_fmt(r['g'])}")
     answer = "first_order_meta_grad" if result["first_order"] else "meta_grad"
     lines += ["", f"meta-gradient g_0 = {_fmt(result['meta_grad'])}" + ("" if result["first_order"] else "   <- the answer"),
@@ -279,6 +326,13 @@ def to_text(result):
             lines.append(f"  k = {r['k']}:  E_{r['k']} = {_fmt(r['E'])},  xi_{r['k']} = {r['xi']:.6g}   [(G4)]")
         lines.append(f"  g = xi X_q^T B + X_s^T E = {_fmt(g['meta_grad'])}   [(G6)]; relative difference with the "
                      f"primal walk-through {g['relative_difference']:.1e}")
+    if "closed_form" in result:
+        cf = result["closed_form"]
+        lines += ["", "the same without a reverse pass: the inner loop is affine, theta_K = M theta + c   "
+                      "[linear.md (Q4), (Q5)]",
+                  f"  M = {_fmt(cf['M'])}", f"  c = {_fmt(cf['c'])}",
+                  f"  M^T grad L_q(theta_K) = {_fmt(cf['meta_grad'])}   [linear.md (Q7)]; relative difference "
+                  f"{cf['relative_difference']:.1e}"]
     lines.append(f"refmaml.meta_value_and_grad agrees: relative difference "
                  f"{result['library_meta_grad_relative_difference']:.1e} ({answer})")
     if "checks" in result:

@@ -82,3 +82,36 @@ def test_the_gram_form_is_the_same_computation(kw, capsys):
     assert cli.main(["explain", "--form", "dual", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in kw.items()), [])]) == 0
     assert "dual.md (G2)-(G6)" in capsys.readouterr().out
     assert cli.main(["explain", "--form", "dual", "--sizes", "2,3,1"]) == 2
+
+
+@pytest.mark.parametrize("kw", [dict(model="conv"), dict(sizes=(1, 2, 1), steps=1), dict(sizes=(2, 3, 3), loss="softmax",
+                                                                                         activation="relu")])
+def test_layer_by_layer_is_the_network(kw):
+    """The layer-by-layer part (models.md (H8)-(H11)): its gradient blocks are the support gradient at
+    theta_0, its R{gradient} blocks the Hessian-vector product along alpha_0 g_1 (the reverse pass's
+    last vector), its last output the network's outputs; 1e-15: the same arithmetic, reordered."""
+    obj, name, inputs = explain.problem(**kw)
+    result = explain.walk(obj, name, inputs, layers=True)
+    flat = np.concatenate([np.ravel(q) for layer in result["layers"] for q in layer["gradient"]])
+    theta, Xs, ys = inputs["theta"], inputs["Xs"], inputs["ys"]
+    assert np.linalg.norm(flat - obj.grad(theta, Xs, ys)) <= 1e-15 * np.linalg.norm(flat)
+    hvp = np.concatenate([np.ravel(q) for layer in result["layers"] for q in layer["R_gradient"]])
+    np.testing.assert_allclose(hvp, result["reverse"][-1]["hvp"], rtol=0, atol=1e-15 * np.abs(hvp).max())
+    out = result["layers"][-1]["output"]
+    np.testing.assert_allclose(np.ravel(out), np.ravel(result["forward"][0]["logits"][0]), rtol=1e-15)
+
+
+def test_every_line_cites_its_equation():
+    """The header cites the rate's equation (M2) or (V1); every reverse line the model's HVP equation;
+    g_K cites (M6); the logistic walk-through shows the curvature weights (L10) and the query outputs;
+    linear regression shows its affine map and the closed form (Q4), (Q5), (Q7), equal to the reverse
+    pass to rounding (1e-14)."""
+    text = explain.to_text(explain.walk(*explain.problem("logistic", steps=2)))
+    assert "[maml.md (M2)]" in text.splitlines()[0]
+    assert text.count("[HVP logistic.md (L11)]") == 2
+    assert "grad L_q(theta_K) = " in text and "[maml.md (M6)]" in text
+    assert "curvature weights p (1 - p)" in text and "query outputs X_q theta_K" in text
+    rates = explain.walk(*explain.problem("linear", rates="per-step"))
+    assert "[variants.md (V1)]" in explain.to_text(rates).split("\n\n")[0]
+    assert rates["closed_form"]["relative_difference"] <= 1e-14
+    assert "f(X_s; theta_0)" in explain.to_text(explain.walk(*explain.problem(sizes=(1, 2, 1))))

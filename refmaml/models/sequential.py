@@ -150,16 +150,21 @@ class Layered:
             a_dot = layer.jvp(p, a, ctx, a_dot, p_dot)
         return (a_dot[..., 0] if self.squeeze else a_dot), (tangents, directions)
 
-    def r_vjp(self, cache, adjoints, tangents, u, second_order=True):
+    def r_vjp(self, cache, adjoints, tangents, u, second_order=True, record=None):
         """``J^T u + R[v]`` by the R-backward pass (H11), (H12): ``u`` enters as ``R{delta}`` at the
-        top; ``second_order=False`` leaves ``J^T u`` (``derivations/mlp.md`` (N7))."""
+        top; ``second_order=False`` leaves ``J^T u`` (``derivations/mlp.md`` (N7)). ``record`` (a
+        dict, for walk-throughs) receives ``R{delta}`` of every layer's output and its ``R{grads}``
+        as ``record[l] = (R_delta, grads)``."""
         params, inputs, contexts = cache
         a_dots, directions = tangents
         R_delta = u[..., None] if self.squeeze else u
         grads = [None] * len(self.layers)
         for l in range(len(self.layers) - 1, -1, -1):
+            top = None if record is None else array_namespace(R_delta).asarray(R_delta, copy=True)
             R_delta, grads[l] = self.layers[l].r_vjp(params[l], inputs[l], contexts[l], adjoints[l], a_dots[l],
                                                      directions[l], R_delta, self.need_input[l], second_order)
+            if record is not None:
+                record[l] = (top, grads[l])
         return self._flatten(array_namespace(u), grads)
 
     def kink_distances(self, cache):
