@@ -8,9 +8,10 @@ Tolerances: complex step 1e-12 relative (exact to rounding: every step of the ne
 on its branch), central differences 1e-6 (``eps^(2/3)`` of the function's scale, about 1e-10,
 with room for K steps), PyTorch 1e-12 (the same float64 quantities by other sums).
 
-ReLU's kinks (mlp.md (N8)): the ReLU instances keep every pre-activation at least ``MARGIN`` away
-from 0 at every inner iterate, and central differences move none by more than ``MARGIN / 10``;
-``relu_margin`` measures both and the instances are drawn until they hold.
+ReLU's kinks (mlp.md (N8)): the ReLU instances keep every pre-activation, of the support and of the
+query set, at least ``MARGIN`` away from 0 at every inner iterate, and central differences move none
+by more than ``MARGIN / 10``; ``relu_margin`` and ``query_margin`` measure them and the instances are
+drawn until they hold.
 """
 
 import numpy as np
@@ -85,6 +86,17 @@ def relu_margin(model, theta, Xs, ys, **inner):
     return smallest, widest
 
 
+def query_margin(model, theta, Xs, ys, Xq, **inner):
+    """The smallest ``|z|`` of the query set's pre-activations at every iterate of the support set's
+    inner loop (the query loss is taken at theta_K, and its central differences at every point
+    between); ``inf`` for tanh."""
+    if model.activation != "relu":
+        return np.inf
+    path = refmaml.adapt(theta, Xs, ys, model=model, return_trajectory=True, **inner) if inner \
+        else np.asarray(theta)[None]
+    return min(np.min(np.abs(preactivations(model, path[k], Xq))) for k in range(path.shape[0]))
+
+
 def instance(act, head, out, seed, T=2, n=5, m=4, sizes=(3, 5, 4), **inner):
     """A model and a problem; ReLU ones drawn until the margin of the module docstring holds."""
     model = MLP(sizes + (out,), act, head)
@@ -94,7 +106,7 @@ def instance(act, head, out, seed, T=2, n=5, m=4, sizes=(3, 5, 4), **inner):
         Xs, Xq = rng.standard_normal((T, n, sizes[0])), rng.standard_normal((T, m, sizes[0]))
         ys, yq = _targets(rng, head, (T, n), out), _targets(rng, head, (T, m), out)
         smallest, widest = relu_margin(model, theta, Xs, ys, **inner)
-        q_small, _ = relu_margin(model, theta, Xq, yq)
+        q_small = query_margin(model, theta, Xs, ys, Xq, **inner)
         if min(smallest, q_small) >= MARGIN and widest <= MARGIN / 10:
             return model, theta, Xs, ys, Xq, yq
     raise AssertionError("no instance with the ReLU margin found")

@@ -1,4 +1,4 @@
-"""Numbers behind corrections of derivations/ (the review's E1, E2, E6), each computed here.
+"""Numbers behind corrections of derivations/ (the review's E1, E2, E4, E6, E7), each computed here.
 
 Tolerances: the linear-algebra checks are exact to rounding (1e-12); the integral is checked
 against SciPy's quadrature (an independent referee), asked for 1e-13 and compared at 1e-12.
@@ -7,6 +7,7 @@ against SciPy's quadrature (an independent referee), asked for 1e-13 and compare
 import numpy as np
 import pytest
 
+import refmaml
 from refmaml.models import MLP, linear
 
 
@@ -50,3 +51,41 @@ def test_E6_the_weights_are_not_the_smaller_memory_term():
     widths of layers 1..3, whose activations and adjoints the cache holds per example)."""
     model = MLP((1, 40, 40, 1), "relu", "mse")
     assert model.size == 1761 and 10 * sum(model.sizes[1:]) == 810
+
+
+def test_E4_the_meta_loss_jumps_at_a_kink():
+    """mlp.md, ReLU's kinks: with a support pre-activation exactly at 0, the one-step meta-loss
+    F = L_q(theta - alpha grad L_s(theta)) of a 1-3-1 ReLU network jumps (by about 1.4e-3 here) as
+    the bias crosses it, so its central differences grow like jump / (2 s) (tenfold per tenfold
+    smaller s), while those of L_s stay put (L_s is continuous, only kinked)."""
+    net = MLP((1, 3, 1), "relu", "mse")
+    theta = net.init(0)
+    theta[3] = -theta[0] * 0.7  # b_1[0] = -W_1[0] x_0: unit 0's pre-activation on support example 0 is 0
+    Xs, ys, Xq, yq = np.array([[0.7], [-1.2]]), np.array([0.5, -0.3]), np.array([[0.4], [1.1]]), np.array([0.2, 0.9])
+    e = np.zeros(net.size)
+    e[3] = 1.0
+
+    def F(t):
+        return float(refmaml.meta_value_and_grad(t, Xs, ys, Xq, yq, inner_lr=0.5, inner_steps=1, model=net)[0])
+
+    jumps = [F(theta + s * e) - F(theta - s * e) for s in (1e-6, 1e-8)]  # the smooth part adds O(s)
+    assert abs(jumps[0] - jumps[1]) <= 1e-6 and abs(jumps[1]) > 1e-3
+    slopes = [(F(theta + s * e) - F(theta - s * e)) / (2 * s) for s in (1e-4, 1e-5, 1e-6)]
+    assert 9 < slopes[1] / slopes[0] < 11 and 9 < slopes[2] / slopes[1] < 11
+    flat = [float(net.loss(theta + s * e, Xs, ys) - net.loss(theta - s * e, Xs, ys)) / (2 * s) for s in (1e-4, 1e-6)]
+    assert abs(flat[0] - flat[1]) <= 1e-6
+
+
+def test_E7_a_relu_networks_hessian_is_indefinite_its_gauss_newton_part_is_not():
+    """mlp.md (N7): ReLU'' = 0, yet R[v] != 0: the Hessian of a 3-4-3-2 ReLU network under mse has a
+    negative eigenvalue while its Gauss-Newton part J^T W J / n is positive semi-definite (to
+    rounding, 1e-12 of its largest eigenvalue)."""
+    rng = np.random.default_rng(0)
+    net = MLP((3, 4, 3, 2), "relu", "mse")
+    theta, X, y = net.init(1), rng.standard_normal((1, 8, 3)), rng.standard_normal((1, 8, 2))
+    H = net.hessian(theta, X[0], y[0])
+    hvp = net.grad_hvp(theta[None], X, y, 0.0)[1]
+    G = np.stack([hvp(np.eye(net.size)[j][None], second_order=False)[0] for j in range(net.size)], axis=1)
+    h, g = np.linalg.eigvalsh(H), np.linalg.eigvalsh((G + G.T) / 2)
+    assert h[0] < -1e-3 * h[-1]
+    assert g[0] >= -1e-12 * g[-1]
