@@ -194,10 +194,9 @@ def _explain(args):
     from . import explain
 
     try:
-        sizes = None if args.sizes is None else tuple(int(s) for s in args.sizes.split(","))
         obj, name, inputs = explain.problem(args.model, features=args.features, support=args.support, query=args.query,
                                             steps=args.steps, inner_lr=args.inner_lr, l2=args.l2, seed=args.seed,
-                                            rates=args.rates, sizes=sizes, activation=args.activation,
+                                            rates=args.rates, sizes=args.sizes, activation=args.activation,
                                             loss=args.loss)
         result = explain.walk(obj, name, inputs, first_order=args.first_order, form=args.form,
                               layers=args.layers or args.model == "conv")
@@ -220,8 +219,8 @@ def build_parser():
     p.set_defaults(run=_verify)
     p = sub.add_parser("vectors", help="write the test vectors (JSON, .npz and their schemas) to a directory")
     p.add_argument("--out", required=True, help="directory to write into (created if missing)")
-    p.add_argument("--version", dest="vectors_version", choices=["1", "2"], default="2",
-                   help="which version to write (default 2; version 1, the first 86 cases, stays frozen)")
+    p.add_argument("--version", dest="vectors_version", choices=["1", "2", "3"], default="3",
+                   help="which version to write (default 3; versions 1 and 2 stay frozen and readable)")
     p.set_defaults(run=_vectors)
     p = sub.add_parser("check", help="judge results computed elsewhere on the test vectors; diagnose bugs")
     p.add_argument("results", help="a JSON file in the results schema (results.schema.json)")
@@ -285,7 +284,7 @@ def build_parser():
     p.set_defaults(run=_train)
     p = sub.add_parser("explain", help="walk through one meta-gradient with its numbers, each line with its "
                                         "equation")
-    p.add_argument("--model", default="logistic", choices=("logistic", "softmax", "linear", "conv"),
+    p.add_argument("--model", choices=("logistic", "softmax", "linear", "conv"),
                    help="the model (default logistic; conv: a tiny image network, 1x4x4 inputs, a 2x2 "
                         "convolution, batch norm, ReLU, max-pooling, two classes; --sizes gives an MLP instead)")
     p.add_argument("--features", type=int, default=2, help="features d (default 2)")
@@ -301,8 +300,8 @@ def build_parser():
     p.add_argument("--first-order", dest="first_order", action="store_true",
                    help="make the first-order gradient the answer and show the reverse pass it drops")
     p.add_argument("--sizes", help="a network instead: layer sizes, e.g. 2,3,1 (refmaml.models.MLP)")
-    p.add_argument("--activation", default="tanh", choices=("tanh", "relu"), help="the network's activation")
-    p.add_argument("--loss", default="mse", choices=("mse", "logistic", "softmax"), help="the network's head")
+    p.add_argument("--activation", choices=("tanh", "relu"), help="the --sizes network's activation (default tanh)")
+    p.add_argument("--loss", choices=("mse", "logistic", "softmax"), help="the --sizes network's head (default mse)")
     p.add_argument("--form", default="primal", choices=("primal", "dual"),
                    help="dual: show the same computation in the Gram form as well (linear models)")
     p.add_argument("--layers", action="store_true",

@@ -40,13 +40,62 @@ def tiny_conv():
                               L.Linear(1, 2)], loss="softmax", input_shape=(1, 4, 4))
 
 
-def problem(model="logistic", *, features=2, support=3, query=2, steps=2, inner_lr=0.5, l2=0.0, seed=0,
-            rates="scalar", sizes=None, activation="tanh", loss="mse"):
+LIMITS = dict(features=100, support=1000, query=1000, steps=100, parameters=10_000)
+"""The walk-through prints every number it computes: it takes at most these sizes."""
+
+
+def _count(value, name, flag, minimum, maximum):
+    """An integer in ``[minimum, maximum]``, or a ValueError naming the argument and its flag."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} ({flag}) must be an integer; got {value!r}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} ({flag}) must be an integer from {minimum} to {maximum}; got {value}")
+    return int(value)
+
+
+def _sizes(sizes):
+    """``sizes`` as a tuple of widths: a sequence, or the command line's text ``"2,3,1"``."""
+    if isinstance(sizes, str):
+        parts = sizes.split(",")
+        if not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"sizes (--sizes) must be layer widths separated by commas, such as 2,3,1; got {sizes!r}")
+        sizes = tuple(int(p) for p in parts)
+    sizes = tuple(sizes)
+    for width in sizes:
+        _count(width, "each layer width in sizes", "--sizes", 1, LIMITS["parameters"])
+    return sizes
+
+
+def problem(model=None, *, features=2, support=3, query=2, steps=2, inner_lr=0.5, l2=0.0, seed=0,
+            rates="scalar", sizes=None, activation=None, loss=None):
     """The walk-through's inputs: ``(model object, name, inputs dict)``, seeded, two decimals.
 
-    ``model`` is a registered name or a model object; ``sizes`` (with ``activation`` and ``loss``)
-    takes the MLP preset instead. A linear model gets ``features`` features (and 3 classes for
-    softmax); a network's parameters are its initialisation ``init(seed)``."""
+    ``model`` is a registered name (default ``"logistic"``), ``"conv"`` (:func:`tiny_conv`) or a
+    model object; ``sizes`` (with ``activation``, default ``"tanh"``, and ``loss``, default
+    ``"mse"``) takes the MLP preset instead, and ``activation`` and ``loss`` apply to it alone. A
+    linear model gets ``features`` features (and 3 classes for softmax); a network's parameters are
+    its initialisation ``init(seed)``. The sizes are bounded by :data:`LIMITS`; every refusal names
+    the argument and its command-line flag."""
+    if sizes is not None and model is not None:
+        raise ValueError(f"model (--model {model}) and sizes (--sizes) name two models: give one")
+    if sizes is None and (activation is not None or loss is not None):
+        flag = "activation (--activation)" if activation is not None else "loss (--loss)"
+        raise ValueError(f"{flag} applies to a network given by sizes (--sizes) only")
+    features = _count(features, "features", "--features", 1, LIMITS["features"])
+    support = _count(support, "support", "--support", 1, LIMITS["support"])
+    query = _count(query, "query", "--query", 1, LIMITS["query"])
+    steps = _count(steps, "steps", "--steps", 0, LIMITS["steps"])
+    seed = _count(seed, "seed", "--seed", 0, 2**63 - 1)
+    if rates not in RATES:
+        raise ValueError(f"rates (--rates) must be one of {', '.join(RATES)}; got {rates!r}")
+    if sizes is not None:
+        sizes = _sizes(sizes)
+        size = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        if size > LIMITS["parameters"]:
+            raise ValueError(f"sizes (--sizes) {sizes} make {size} parameters; the walk-through prints every one "
+                             f"and takes at most {LIMITS['parameters']}")
+        activation, loss = activation or "tanh", loss or "mse"
+    model = "logistic" if model is None else model
     rng = np.random.default_rng(seed)
     if sizes is not None:
         obj = models.MLP(sizes, activation, loss)

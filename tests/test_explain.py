@@ -14,11 +14,11 @@ import pytest
 from refmaml import cli, explain
 
 CASES = [dict(model="logistic"), dict(model="softmax", l2=0.1), dict(model="linear", rates="per-step"),
-         dict(model="logistic", rates="per-parameter", steps=3), dict(model="mlp", sizes=(2, 3, 1)),
-         dict(model="mlp", sizes=(2, 3, 3), activation="relu", loss="softmax", rates="per-parameter")]
+         dict(model="logistic", rates="per-parameter", steps=3), dict(sizes=(2, 3, 1)),
+         dict(sizes=(2, 3, 3), activation="relu", loss="softmax", rates="per-parameter"), dict(model="conv")]
 
 
-@pytest.mark.parametrize("kw", CASES, ids=[f"{c['model']}-{c.get('rates', 'scalar')}" for c in CASES])
+@pytest.mark.parametrize("kw", CASES, ids=[f"{c.get('model', 'mlp')}-{c.get('rates', 'scalar')}" for c in CASES])
 @pytest.mark.parametrize("first_order", [False, True])
 def test_the_walk_through_is_the_library(kw, first_order):
     obj, name, inputs = explain.problem(**kw)
@@ -115,3 +115,23 @@ def test_every_line_cites_its_equation():
     assert "[variants.md (V1)]" in explain.to_text(rates).split("\n\n")[0]
     assert rates["closed_form"]["relative_difference"] <= 1e-14
     assert "f(X_s; theta_0)" in explain.to_text(explain.walk(*explain.problem(sizes=(1, 2, 1))))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "a,b"], "sizes (--sizes) must be layer widths separated by commas"),
+    (["--features", "-1"], "features (--features) must be an integer from 1 to 100; got -1"),
+    (["--seed", "-1"], "seed (--seed) must be an integer from 0"),
+    (["--query", "0"], "query (--query) must be an integer from 1 to 1000; got 0"),
+    (["--support", "1000000000"], "support (--support) must be an integer from 1 to 1000"),
+    (["--steps", "1000000000"], "steps (--steps) must be an integer from 0 to 100"),
+    (["--sizes", "1000000,1000000,1"], "each layer width in sizes (--sizes) must be an integer from 1 to 10000"),
+    (["--sizes", "100,100,1"], "make 10201 parameters; the walk-through prints every one and takes at most 10000"),
+    (["--activation", "relu"], "activation (--activation) applies to a network given by sizes (--sizes) only"),
+    (["--model", "softmax", "--sizes", "2,3,1"], "model (--model softmax) and sizes (--sizes) name two models"),
+])
+def test_arguments_are_refused_naming_the_flag(args, message, capsys):
+    """Every size the walk-through would print is bounded (explain.LIMITS) and every refusal names the
+    flag, before any work; flags that do not apply to the chosen model are refused, not ignored."""
+    assert cli.main(["explain", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
