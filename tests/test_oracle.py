@@ -19,6 +19,10 @@ from refmaml.oracle import answers, cases, judge, vectors
 from . import referees
 
 DIAGNOSTIC = [c for c in cases.all_cases(networks=False) if c.diagnostic]
+# the bugs of networks only: masks, batch norm, max-pooling, a layout of layers, several mse outputs
+NETWORK_ONLY = {"bn_eval_statistics", "bn_detached_statistics", "bn_support_statistics_at_query", "all_adapted",
+                "head_only_adapted", "biases_not_adapted", "maxpool_no_second_order", "layout",
+                "mse_sum_over_outputs"}
 
 
 def _model(theta, ys):
@@ -54,7 +58,8 @@ def test_diagnostic_cases_separate_every_pair(lr_grad):
         options += [(k, a) for k, found in answers.wrong(case, rate, lr_grad=lr_grad).items() for a in found]
         expected = {"truth", *answers.DIAGNOSES} - (set() if lr_grad else {"lr_no_grad"}) \
             - (set() if case.l2 else set(answers.RIDGE)) \
-            - ({"hessian_at_last_iterate"} if case.model == "linear" else set())
+            - ({"hessian_at_last_iterate"} if case.model == "linear" else {"broadcast_targets", "half_mse"}) \
+            - NETWORK_ONLY
         assert {k for k, _ in options} == expected
         for (k1, a), (k2, b) in itertools.permutations(options, 2):
             if k1 != k2:
@@ -146,7 +151,8 @@ def test_refmaml_passes_its_own_check(kw):
         assert "agree" in report.message and "PASSED" in str(report)
         assert report.localization == {"loss_agrees": True, "grad_agrees": True,
                                        "lr_grad_agrees": True if kw.get("lr_grad") else None,
-                                       "failing_only_when": [], "nonfinite": [], "raised": []}
+                                       "failing_only_when": [], "passing_only_when": [], "derivative": None,
+                                       "nonfinite": [], "raised": [], "nondeterministic": []}
 
 
 def test_float32_implementations_are_judged_fairly():
@@ -199,12 +205,25 @@ def test_swapped_sets_and_wrong_step_counts_from_refmaml():
 
 
 def test_an_unexplained_error_is_unknown():
+    """A perturbation that is no bug's answer and no multiple of the truth (its first entry moved)."""
     def noisy(*args, **kw):
         loss, grad = refmaml_fn()(*args, **kw)
-        return loss, grad * (1 + 1e-3)
+        grad = np.array(grad)
+        grad.reshape(-1)[0] += 1e-3 * (1 + abs(grad.reshape(-1)[0]))
+        return loss, grad
 
     report = oracle.check(noisy)
     assert report.diagnosis == "unknown" and "match none of the known bugs" in report.message
+
+
+def test_a_constant_multiple_is_scaled():
+    """(O22): a gradient 1.001 times the truth is said as that factor."""
+    def multiple(*args, **kw):
+        loss, grad = refmaml_fn()(*args, **kw)
+        return loss, grad * (1 + 1e-3)
+
+    report = oracle.check(multiple)
+    assert report.diagnosis == "scaled" and "exactly 1.001 times" in report.message
 
 
 def test_a_crashing_or_malformed_fn_is_a_finding():
@@ -373,7 +392,7 @@ def _set(path, value):
 
 CORRUPTIONS = {
     "format": (_set(["format"], "something else"), "format"),
-    "version": (_set(["version"], "3"), "version"),
+    "version": (_set(["version"], "4"), "version"),
     "missing field": (_set(["cases", 0, "inputs", "Xs"], KeyError), "missing Xs"),
     "extra field": (_set(["cases", 0, "outputs", "extra"], 1), "unexpected extra"),
     "wrong shape": (_set(["cases", 0, "inputs", "theta"], [1.0, 2.0]), "Xs has shape"),

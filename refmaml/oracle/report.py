@@ -16,9 +16,14 @@ class CaseResult:
 
     ``kind`` says what went wrong before any comparison: ``""``, ``"raised"`` (``fn`` raised),
     ``"interface"`` (a wrong number, type or shape of returned values), ``"float32"`` (float32
-    answers in a float64 check) or ``"nonfinite"`` (NaN or infinity returned). ``conditions``:
-    the names of ``CONDITIONS`` that hold for the case; ``largest_logit``: the largest ``|X theta_k|``
-    over its iterates (linear networks; None otherwise)."""
+    answers in a float64 check), ``"nonfinite"`` (NaN or infinity returned) or
+    ``"nondeterministic"`` (two calls on the same inputs disagreed). ``conditions``: the names of
+    ``CONDITIONS`` that hold for the case; ``largest_logit``: the largest ``|X theta_k|`` over its
+    iterates (linear networks; None otherwise); ``notes``: ``(bug, variant)`` for the matched bugs
+    whose answers come in variants (``layout``: which layout); ``factors``: ``(part, c, norm, name)``
+    for each part (``"loss"``, ``"grad"``, ``"lr_grad"``) that is ``c`` times the truth's, with the
+    norm of what fn returned and the names of ``c`` in the case's counts (``("1/T",)``, ...;
+    :func:`refmaml.oracle.judge.factor_name`) (O22)."""
 
     name: str
     loss_error: float
@@ -31,6 +36,8 @@ class CaseResult:
     kind: str = ""
     conditions: tuple = ()
     largest_logit: object = None
+    notes: tuple = ()
+    factors: tuple = ()
 
     @property
     def matched(self):
@@ -81,8 +88,14 @@ def as_dict(report):
     }
 
 
+INF = ("inf in an error column: no comparison was possible on that case (fn raised, returned the wrong "
+       "number, type or shape of values, or NaN or infinity), or the relative error itself is beyond the "
+       "largest float (answers near 1.8e308); its row's failure says which")
+
+
 def format_report(report):
-    """The report as text: one row per case, then the verdict."""
+    """The report as text: one row per case, then the verdict (and what ``inf`` means, when a row
+    has one)."""
     rows = [("case", "loss err", "grad err", "rate err", "result", "matches")]
     for r in report.cases:
         rate = "-" if r.lr_grad_error is None else f"{r.lr_grad_error:.1e}"
@@ -90,7 +103,9 @@ def format_report(report):
                      "ok" if r.passed else "FAIL", ", ".join(r.matches) or ("-" if r.passed else "none")))
     lines = _text.table(rows[0], rows[1:], rule=False, ragged=True).split("\n")
     verdict = "PASSED" if report.passed else f"FAILED: {report.diagnosis}"
-    tail = ([f"ran {report.ran}"] if report.ran else []) + \
+    infinite = any(np.isinf(e) for r in report.cases for e in (r.loss_error, r.grad_error, r.lr_grad_error)
+                   if e is not None)
+    tail = ([f"ran {report.ran}"] if report.ran else []) + ([INF] if infinite else []) + \
         ([f"bugs this check can name: {', '.join(report.named)}"] if not report.passed and report.named else [])
     return "\n".join(lines + ["", f"{verdict} ({report.dtype}, tolerance {report.tolerance:.0e})",
                               report.message] + tail)

@@ -5,6 +5,8 @@ and the bugs those cases can name (:func:`nameable`, ``derivations/oracle.md`` (
 import json
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import models as registry
 from . import answers, cases
 from .answers import DIAGNOSES
@@ -23,6 +25,7 @@ class Selection:
     l2: bool
     lr_grad: bool
     cases: list
+    mask: object = None
 
 
 def parse_steps(steps):
@@ -54,29 +57,56 @@ def parse_model(model):
 _NETWORK_CASES = {}
 
 
-def network_cases(model):
-    """:func:`refmaml.oracle.cases.network_cases`, built once per architecture."""
-    key = json.dumps(model.spec(), sort_keys=True)
+def parse_mask(mask, models):
+    """``inner_mask`` for the one model of ``models``: None, or a boolean NumPy array of one task's
+    theta shape that adapts at least one parameter."""
+    if mask is None:
+        return None
+    if len(models) != 1 or isinstance(models[0], str):
+        raise ValueError("inner_mask needs a network (an MLP or Sequential: a mask has its theta's shape, and "
+                         f"the registered models' cases have several); got model={'+'.join(map(str, models))}")
+    try:
+        array = np.asarray(mask)
+    except Exception as exc:  # a hostile object: say what it is
+        raise TypeError(f"inner_mask must be a boolean array; got {type(mask).__name__} ({exc})") from None
+    if array.dtype != bool:
+        raise TypeError(f"inner_mask must be a boolean array (True where the inner loop adapts); got dtype "
+                        f"{array.dtype}")
+    expected = tuple(registry.get(models[0]).parameter_shape(None, None))
+    if array.shape != expected:
+        raise ValueError(f"inner_mask has shape {array.shape}; one task's theta has shape {expected}")
+    if not array.any():
+        raise ValueError("inner_mask adapts no parameter: with nothing adapted MAML is the query loss at theta")
+    out = array.copy()
+    out.setflags(write=False)
+    return out
+
+
+def network_cases(model, version=cases.VERSION, mask=None):
+    """:func:`refmaml.oracle.cases.network_cases`, built once per architecture, version and mask."""
+    key = (json.dumps(model.spec(), sort_keys=True), version, None if mask is None else mask.tobytes())
     if key not in _NETWORK_CASES:
-        _NETWORK_CASES[key] = cases.network_cases(model)
+        _NETWORK_CASES[key] = cases.network_cases(model, version=version, mask=mask)
     return _NETWORK_CASES[key]
 
 
-def select(models, steps, *, l2, lr_grad, version=cases.VERSION):
+def select(models, steps, *, l2, lr_grad, version=cases.VERSION, mask=None):
     """The :class:`Selection` of these options among the cases of vectors ``version`` (the
-    registered models') and of each network in ``models`` (built for it), in that order."""
+    registered models') and of each network in ``models`` (built for it), in that order; with
+    ``mask`` (:func:`parse_mask`, networks only) every case carries it."""
     pool = cases.all_cases(version, networks=False) if any(isinstance(m, str) for m in models) else []
     for m in models:
         if not isinstance(m, str):
-            pool = pool + network_cases(m)
-    return Selection(models, steps, l2, lr_grad, cases.select(pool, models=models, steps=steps, l2=l2, rates=lr_grad))
+            pool = pool + network_cases(m, version, mask)
+    return Selection(models, steps, l2, lr_grad, cases.select(pool, models=models, steps=steps, l2=l2, rates=lr_grad),
+                     mask)
 
 
 def declared(options, answered, version):
     """The :class:`Selection` a results file's ``options`` declare (keys of ``OPTIONS``): absent
     flags are False, an absent ``model`` is the models ``answered`` (in the vectors' order), absent
     ``steps`` all of them; version 1 has no networks."""
-    networks = {cases.network_name(m): m for m in cases.NETWORKS()} if version != "1" else {}
+    networks = {cases.network_name(m): m for m in cases.all_networks(version)}
     if "model" in options and options["model"] in networks:
         models = (networks[options["model"]],)
     elif "model" in options:
@@ -87,14 +117,21 @@ def declared(options, answered, version):
                   lr_grad=bool(options.get("lr_grad", False)), version=version)
 
 
+_GAPS = {}
+
+
 def nameable(selection, *, ridge, rates):
     """The bugs a check of ``selection`` can name: the ridge bugs only with ``ridge`` (cases with
-    l2 > 0), ``lr_no_grad`` only with ``rates`` (rate gradients), and where the selection holds a
-    network's cases only those its diagnostic cases separate by ``SEPARATION`` (O11)."""
+    l2 > 0), ``lr_no_grad`` only with ``rates`` (rate gradients), and only those the selection's
+    diagnostic cases separate by ``SEPARATION`` (O11): measured here (once per selection) for
+    every model, so that a bug with no answer on these cases (a batch-norm bug on a network
+    without batch norm) is not claimed either."""
     named = tuple(k for k in DIAGNOSES
                   if (ridge or k not in answers.RIDGE) and (rates or k != "lr_no_grad"))
-    nets = [c for c in selection.cases if not registry.get(c.model).linear]
-    if nets:
-        gaps = separation(nets, lr_grad=selection.lr_grad)
-        named = tuple(k for k in named if gaps.get(k, 0.0) >= SEPARATION)
-    return named
+    diagnostic = [c for c in selection.cases if c.diagnostic]
+    key = (tuple(c.id for c in diagnostic), bool(rates),
+           tuple(json.dumps(registry.get(c.model).spec(), sort_keys=True) for c in diagnostic[:1]))
+    if key not in _GAPS:
+        _GAPS[key] = separation(diagnostic, lr_grad=bool(rates))
+    gaps = _GAPS[key]
+    return tuple(k for k in named if gaps.get(k, 0.0) >= SEPARATION)

@@ -45,6 +45,17 @@ CONVENTIONS = {
                 "d_out = 1, else (T, n, d_out)",
     "first_order": "first-order MAML: grad L_q(theta_K), and the rate gradient with the inner gradients "
                    "held constant (derivations/variants.md (V5))",
+    "images": "image networks (version 3): model convnet (classes, blocks, channels, input_shape, loss: blocks of "
+              "Conv2d(3x3, padding 1), BatchNorm2d, ReLU, MaxPool2d(2), then Flatten and Linear) or sequential "
+              "(layers, each {layer: kind, arguments}, loss, input_shape); Xs (T, n, C, H, W) and Xq (T, m, C, H, W) "
+              "in NCHW; theta flat in PyTorch's parameters_to_vector order (convolution kernels (out, in, kh, kw) "
+              "row-major, then the bias; batch norm's weight gamma, then its bias beta); batch norm with the "
+              "statistics of the set being evaluated (track_running_stats=False: the support set at every inner "
+              "step, the query set for the query loss); max-pooling's first maximum wins a tie; every ReLU input "
+              "and max-pool window at least 1e-6 from its kink at every inner iterate",
+    "alone": "cases tagged alone (version 3, id ending in -alone): one task and one inner step with one "
+             "condition (l2 > 0, learned rates, one example per set, saturated logits), so that a failure there "
+             "is read as that condition's",
 }
 
 
@@ -53,6 +64,7 @@ def _tolist(a):
 
 
 VERSION_2_CONVENTIONS = ("linear", "networks")  # the entries version 1 lacks
+VERSION_3_CONVENTIONS = ("images", "alone")  # the entries versions 1 and 2 lack
 OPTION_MODELS = _cases.MODELS[:2] + ("both",) + _cases.MODELS[2:]  # what options.model may name, networks aside
 
 
@@ -77,8 +89,8 @@ def case_record(case):
 
 def document(version=_cases.VERSION):
     """The whole vectors document (a dict), deterministic for a given refmaml version and platform."""
-    conventions = CONVENTIONS if version != "1" else {k: v for k, v in CONVENTIONS.items()
-                                                      if k not in VERSION_2_CONVENTIONS}
+    dropped = (VERSION_2_CONVENTIONS if version == "1" else ()) + (VERSION_3_CONVENTIONS if version != "3" else ())
+    conventions = {k: v for k, v in CONVENTIONS.items() if k not in dropped}
     if version == "1":
         conventions = dict(conventions, labels="logistic: 0.0 or 1.0; softmax: integers in [0, C)")
     return {"format": "refmaml-vectors", "version": version, "generator": f"refmaml {__version__}",
@@ -311,15 +323,16 @@ def _case(record, k, layers=None):
     theta = _array(inp["theta"], f"{where}.inputs.theta", (None,) * model.param_ndim)
     d, outputs = model.dimensions(theta.shape)
     try:
-        model.check_parameters(theta.shape, d, "theta", "Xs", (None, None, d))
+        model.check_parameters(theta.shape, d, "theta", "Xs", (None, None) + (tuple(d) if isinstance(d, tuple) else (d,)))
     except ValueError as exc:
         raise InvalidFile(f"{where}.inputs: {exc}") from None
     P = theta.shape
-    Xs = _array(inp["Xs"], f"{where}.inputs.Xs", (None, None, d))
+    example = tuple(d) if isinstance(d, tuple) else (d,)   # one example's input: features, or (C, H, W)
+    Xs = _array(inp["Xs"], f"{where}.inputs.Xs", (None, None) + example)
     T, n = Xs.shape[:2]
-    Xq = _array(inp["Xq"], f"{where}.inputs.Xq", (T, None, d))
+    Xq = _array(inp["Xq"], f"{where}.inputs.Xq", (T, None) + example)
     m = Xq.shape[1]
-    if min(T, n, m, d) < 1:
+    if min((T, n, m) + example) < 1:
         raise InvalidFile(f"{where}: every axis of theta, Xs and Xq needs length >= 1")
     labels = {}
     extra = tuple(outputs) if model.targets == "real" and tuple(outputs) not in ((), (1,)) else ()
@@ -364,7 +377,7 @@ def _options(value):
     for flag in ("l2", "lr_grad"):
         if flag in value and not isinstance(value[flag], bool):
             raise InvalidFile(f"options.{flag} must be true or false; got {value[flag]!r}")
-    networks = [_cases.network_name(m) for m in _cases.NETWORKS()]
+    networks = [_cases.network_name(m) for m in _cases.all_networks()]
     if "model" in value and value["model"] not in (*OPTION_MODELS, *networks):
         raise InvalidFile(f"options.model must be 'logistic', 'softmax', 'both', 'linear' or one of "
                           f"{', '.join(networks)}; got {value['model']!r}")
@@ -397,6 +410,9 @@ def read_results(path):
     options = _options(doc.get("options", {}))
     if version == "1" and options.get("model", "both") not in OPTION_MODELS[:3]:
         raise InvalidFile(f"options.model {options['model']!r} needs vectors version 2")
+    if "model" in options and options["model"] not in OPTION_MODELS and options["model"] not in \
+            [_cases.network_name(m) for m in _cases.all_networks(version)]:
+        raise InvalidFile(f"options.model {options['model']!r} needs vectors version 3")
     results = doc["results"]
     if not isinstance(results, dict) or not results:
         raise InvalidFile("results must be a non-empty object keyed by case id")
