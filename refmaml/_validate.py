@@ -9,15 +9,113 @@ before any computation.  The dtype rules (README, "Conventions and input rules")
 * parameters (``theta``, directions ``v``) and learning rates may also be
   complex64 or complex128, so that complex-step derivatives work;
 * the computation runs in the result type of the parameters and features.
+
+Checks of values (finiteness, labels in range, an overflow of the result) go through
+:func:`require`: a flag that says whether the check passes, and the error it raises when not.
+Outside a :func:`deferred` scope, or where the flag is a NumPy value (reading it costs nothing), it
+is read at once. Inside a scope a flag on a device waits: the scope reads every waiting flag in one
+transfer when it ends and raises the error of the first that fails, so that a call on a GPU reads
+the host once, at its end, with the errors, and their order, of the eager path. Checks of shapes,
+dtypes and options read nothing on a device and raise at once, but never ahead of a waiting check
+met before them: an exception raised inside a scope gives way to the first waiting check that
+fails.
 """
 
+import contextvars
 import math
 import numbers
 import operator
 
+import array_api_compat
 import numpy as np
 
 from . import _xp
+
+_WAITING = contextvars.ContextVar("refmaml_waiting_checks", default=None)
+
+
+class Waiting:
+    """The checks of device values that a :func:`deferred` scope holds: ``(flag, error)`` pairs in
+    the order they were met."""
+
+    __slots__ = ("checks",)
+
+    def __init__(self):
+        self.checks = []
+
+    def settle(self):
+        """Read the waiting flags in one transfer and forget them; raise ``error()`` of the first
+        that fails, if any (with no context: it came before whatever else was raised)."""
+        checks, self.checks = self.checks, []
+        if checks:
+            failed = _first_failure(checks)
+            if failed is not None:
+                raise failed from None
+
+
+def _first_failure(checks):
+    """The error of the first check whose flag is False, or None: one read of every flag, stacked
+    into one array (more only where the error itself reads the values it names)."""
+    flags = [flag for flag, _ in checks]
+    if len(flags) == 1:
+        passed = [bool(flags[0])]
+    else:
+        try:
+            xp = array_api_compat.array_namespace(*flags)
+            stacked = xp.stack(flags)
+        except (TypeError, ValueError):  # flags of several libraries or devices: read one by one
+            passed = [bool(flag) for flag in flags]
+        else:
+            passed = _xp.to_numpy(stacked).tolist()
+    for ok, (_, error) in zip(passed, checks, strict=True):
+        if not ok:
+            return error()
+    return None
+
+
+def require(flag, error):
+    """A check of values: ``flag``, a 0-d boolean array (or a Python or NumPy boolean), says whether
+    it passes; ``error()`` gives the exception to raise when it does not. Read at once where the flag
+    is a NumPy value or no :func:`deferred` scope is open; otherwise held for the scope's one read."""
+    waiting = _WAITING.get()
+    if waiting is None or isinstance(flag, (bool, np.generic, np.ndarray)):
+        if not flag:
+            raise error()
+        return
+    waiting.checks.append((flag, error))
+
+
+class deferred:
+    """``with deferred():`` a scope whose checks of device values (:func:`require`) are read once,
+    when it ends: the first that fails raises its error there, before the block's results are used.
+
+    An exception raised inside (a shape or option check, or anything a computation on unchecked
+    values raises) gives way to the first waiting check that fails: that check came first. Scopes
+    nest: an inner scope joins the outer one, whose end reads the checks of both (a training step
+    opens one around its meta-gradient and optimiser step, so that the calls inside read nothing).
+    Checks are per thread (a context variable): a worker thread's are read at once."""
+
+    __slots__ = ("_token", "_waiting")
+
+    def __enter__(self):
+        waiting = _WAITING.get()
+        if waiting is None:
+            waiting = Waiting()
+            self._token = _WAITING.set(waiting)
+        else:
+            self._token = None
+        self._waiting = waiting
+        return waiting
+
+    def __exit__(self, kind, value, traceback):
+        if self._token is not None:
+            _WAITING.reset(self._token)
+            self._token = None
+        elif kind is None:
+            return False  # the outer scope reads them
+        if self._waiting.checks and (kind is None or issubclass(kind, Exception)):
+            self._waiting.settle()
+        return False
 
 
 def as_array(xp, device, x, name):
@@ -41,8 +139,9 @@ def _float_dtype(xp, x, name, *, allow_complex):
 
 
 def check_finite(xp, x, name):
-    if not _xp.all_finite(xp, x):
-        raise ValueError(f"{name} contains NaN or infinity; every entry must be finite")
+    """Every entry of ``x`` is finite, or a ValueError naming ``name`` (:func:`require`)."""
+    require(_xp.finite_flag(xp, x),
+            lambda: ValueError(f"{name} contains NaN or infinity; every entry must be finite"))
 
 
 def floating(xp, device, x, name, *, allow_complex=False, ndims=None):
@@ -140,14 +239,19 @@ def scalar(xp, device, value, name):
     x = _scalar(xp, device, value, name) if weak else as_array(xp, device, value, name)
     if x.ndim != 0:
         raise ValueError(f"{name} must be a scalar; got an array of shape {tuple(x.shape)}")
-    return _finite_rate(xp, x, name), weak
+    return _finite_rate(xp, x, name, value if weak else None), weak
 
 
-def _finite_rate(xp, x, name):
+def _finite_rate(xp, x, name, number=None):
+    """``x`` checked and cast to its floating dtype; ``number``: the Python or NumPy number ``x``
+    was made from (:func:`_scalar`), whose finiteness is then read on the host."""
     if _xp.isdtype(xp, x.dtype, "bool"):
         raise TypeError(f"{name} must hold numbers; got booleans")
     x = cast(xp, x, _float_dtype(xp, x, name, allow_complex=True))
-    check_finite(xp, x, name)
+    if number is None:
+        check_finite(xp, x, name)
+    else:  # x holds this value in float64 or complex128 (_scalar): finite exactly where it is
+        check_finite(_xp.NUMPY, np.asarray(number), name)
     return x
 
 
@@ -186,7 +290,7 @@ def rates(xp, device, value, theta_shape, steps, name="inner_lr"):
             f"every step), or an array of shape ({steps}, ...) with one row per inner step "
             f"(inner_steps={steps}) that broadcasts to {tuple(theta_shape)}"
         )
-    return _finite_rate(xp, rate, name), per_step, weak
+    return _finite_rate(xp, rate, name, value if weak else None), per_step, weak
 
 
 def choice(value, name, options):

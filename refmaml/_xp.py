@@ -167,12 +167,18 @@ def eps(xp, dtype):
     return float(xp.finfo(real_dtype_of(xp, dtype)).eps)
 
 
-def all_finite(xp, *arrays):
-    """Whether every entry of every array is finite: one device-to-host read of one flag."""
+def finite_flag(xp, *arrays):
+    """A 0-d boolean array of ``xp``, on the arrays' device: whether every entry of every array is
+    finite. Nothing is read on the host (:func:`refmaml._validate.require` reads it)."""
     flag = xp.all(xp.isfinite(arrays[0]))
     for a in arrays[1:]:
         flag = flag & xp.all(xp.isfinite(a))
-    return bool(flag)
+    return flag
+
+
+def all_finite(xp, *arrays):
+    """Whether every entry of every array is finite: one device-to-host read of one flag."""
+    return bool(finite_flag(xp, *arrays))
 
 
 def numpy_finite(*arrays):

@@ -65,13 +65,12 @@ def _describe_rate(p):
 
 
 def check_overflow(p, what, *arrays):
-    """One device-to-host read of a flag: are all ``arrays`` finite? If not, the inner loop
-    overflowed, a ValueError that says so (``derivations/range.md`` (R4))."""
-    if not _xp.all_finite(p.xp, *arrays):
-        raise ValueError(
-            f"the inner loop overflowed: {what} is not finite after {p.steps} steps "
-            f"with {_describe_rate(p)}; use a smaller inner_lr or fewer inner_steps"
-        )
+    """Are all ``arrays`` finite? If not, the inner loop overflowed, a ValueError that says so
+    (``derivations/range.md`` (R4)). A check of device values (:func:`refmaml._validate.require`):
+    inside a deferred scope, read with the call's other checks when it ends."""
+    _validate.require(_xp.finite_flag(p.xp, *arrays), lambda: ValueError(
+        f"the inner loop overflowed: {what} is not finite after {p.steps} steps "
+        f"with {_describe_rate(p)}; use a smaller inner_lr or fewer inner_steps"))
 
 
 def sum_to_rate(xp, c, body):
@@ -111,12 +110,13 @@ def adapt(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic", l2=0.0, inn
     ``(K + 1, T) + P``.
     """
     problem.flag(return_trajectory, "return_trajectory")
-    p = problem.meta(models.get(model), theta, Xs, ys, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps,
-                     inner_mask=inner_mask)
+    with _validate.deferred():  # on a device, every check is read once, here at its end
+        p = problem.meta(models.get(model), theta, Xs, ys, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps,
+                         inner_mask=inner_mask)
+        with _xp.quiet_overflow():
+            theta_K, kept = inner_loop(p, ("iterates",) if return_trajectory else ())
+        check_overflow(p, "theta_K", theta_K)
     xp = p.xp
-    with _xp.quiet_overflow():
-        theta_K, kept = inner_loop(p, ("iterates",) if return_trajectory else ())
-    check_overflow(p, "theta_K", theta_K)
     if return_trajectory:
         out = xp.stack(kept["iterates"], axis=0)
         return out if p.batched else out[:, 0, ...]
@@ -192,9 +192,6 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
     problem.flag(lr_grad, "lr_grad")
     reduction = _validate.choice(reduction, "reduction", REDUCTIONS)
     form = _validate.choice(form, "form", policy.FORMS)
-    with policy.validating(Xs, Xq) as finite:
-        p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr,
-                         inner_steps=inner_steps, inner_mask=inner_mask, finite=finite)
 
     def compute(part, chosen, pairs):
         with _xp.quiet_overflow():
@@ -202,8 +199,12 @@ def meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_steps, model="
                 return dual.value_and_grad(part, first_order=first_order, lr_grad=lr_grad, pairs=pairs)
             return primal(part, first_order=first_order, lr_grad=lr_grad)
 
-    losses, g, rates = policy.run(p, form, lr_grad=lr_grad, compute=compute)
-    check_overflow(p, "the adapted parameters or the query loss", losses, g)
+    with _validate.deferred():  # on a device, every check is read once, here at its end
+        with policy.validating(Xs, Xq) as finite:
+            p = problem.meta(models.get(model), theta, Xs, ys, Xq, yq, l2=l2, inner_lr=inner_lr,
+                             inner_steps=inner_steps, inner_mask=inner_mask, finite=finite)
+        losses, g, rates = policy.run(p, form, lr_grad=lr_grad, compute=compute)
+        check_overflow(p, "the adapted parameters or the query loss", losses, g)
     if lr_grad and p.mask is not None:
         rates = masked_rate_gradient(p, rates)
     out = (_reduce(p, reduction, losses), _reduce(p, reduction, g))

@@ -19,6 +19,13 @@ is then taken as it is wherever the general rule would only have converted it to
 it finite. The pre-check raises nothing and decides no error: any doubt, and every refusal, is
 the general rules' (:mod:`refmaml._validate`). ``finite=None`` turns the pre-check off (the same
 problem for the same inputs, ``tests/test_problem.py``).
+
+The checks of values (finiteness, labels in range) go through :func:`refmaml._validate.require`:
+inside a :func:`refmaml._validate.deferred` scope, on a device, they wait and are read once when the
+scope ends, together with the call's checks of its results. The public calls open that scope
+(``meta_value_and_grad``, ``adapt``, ``reptile_direction``, the model functions), so that a call on
+a GPU reads the host once, at its end; the checks run in the order written here, and an error raised
+here gives way to a waiting check met before it, so the first failing check wins, as on NumPy.
 """
 
 import math
@@ -60,12 +67,12 @@ class Call:
 
     def finish(self, compute, what):
         """``compute()`` with overflow warnings silenced, then checked: a non-finite result (outputs
-        or ``l2 ||theta||^2`` beyond the float range) is a ValueError; else :meth:`unbatch`."""
+        or ``l2 ||theta||^2`` beyond the float range) is a ValueError (a check of device values,
+        :func:`refmaml._validate.require`); else :meth:`unbatch`."""
         with _xp.quiet_overflow():
             result = compute()
-        if not _xp.all_finite(self.xp, result):
-            raise ValueError(f"{what} overflows the floating-point range: theta, X or l2 is too large "
-                             "(see derivations/range.md)")
+        _validate.require(_xp.finite_flag(self.xp, result), lambda: ValueError(
+            f"{what} overflows the floating-point range: theta, X or l2 is too large (see derivations/range.md)"))
         return self.unbatch(result)
 
 

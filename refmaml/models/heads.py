@@ -14,7 +14,8 @@ targets ``y`` of the form :meth:`Head.labels` returns. It gives
 * ``predict(z)``: probabilities, or the outputs themselves for regression.
 
 Nothing here checks its inputs except :meth:`Head.labels`, which validates and converts
-targets once per public call.
+targets once per public call; its checks of the targets' values go through
+:func:`refmaml._validate.require` (read at the end of a deferred call on a device).
 """
 
 import numpy as np
@@ -65,8 +66,9 @@ class Logistic(Head):
             raise _shape_error(name, y, shape, "one label per example")
         if _xp.isdtype(xp, y.dtype, "real floating"):
             _validate.check_finite(xp, y, name)
-        if not _xp.isdtype(xp, y.dtype, "bool") and not bool(xp.all((y == 0) | (y == 1))):
-            raise ValueError(f"{name} must hold only the labels 0 and 1")
+        if not _xp.isdtype(xp, y.dtype, "bool"):
+            _validate.require(xp.all((y == 0) | (y == 1)),
+                              lambda: ValueError(f"{name} must hold only the labels 0 and 1"))
         return xp.astype(y, dtype)
 
     def value(self, z, y):
@@ -130,10 +132,13 @@ class Softmax(Head):
         out_of_range = y < 0
         if C <= xp.iinfo(y.dtype).max:  # otherwise no value of y's dtype reaches C
             out_of_range = out_of_range | (y >= C)
-        if bool(xp.any(out_of_range)):
+
+        def error():
             low, high = int(xp.min(y)), int(xp.max(y))
             bad = low if low < 0 else high
-            raise ValueError(f"{name} holds the label {bad}, but {classes_of(C)}; labels must lie in [0, {C})")
+            return ValueError(f"{name} holds the label {bad}, but {classes_of(C)}; labels must lie in [0, {C})")
+
+        _validate.require(~xp.any(out_of_range), error)
         if C - 1 > xp.iinfo(y.dtype).max:  # the class indices need a wider type than the labels
             y = xp.astype(y, xp.int64)
         classes = xp.arange(C, dtype=y.dtype, device=dev)

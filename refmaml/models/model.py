@@ -20,7 +20,7 @@ import math
 
 from array_api_compat import device
 
-from .. import problem
+from .. import _validate, problem
 from .._xp import array_namespace
 
 
@@ -194,35 +194,43 @@ class Model:
 
     # --------------------------------------------------------------- user API
 
+    # Each validates (problem.model_call), computes and checks its result in one deferred scope: on a
+    # device, every check of values is read once, at the end (refmaml._validate.deferred).
+
     def loss(self, theta, X, y, *, l2=0.0):
         """Mean loss over examples plus ``(l2/2)||theta||^2``: ``derivations/models.md`` (H1).
 
         One task (``X (n, d)``) gives a 0-d array, a stack (``X (T, n, d)``) gives ``(T,)``.
         """
-        c = problem.model_call(self, theta, X, y, l2=l2)
-        return c.finish(lambda: self.value(c.theta, c.X, c.y, c.l2), "the loss")
+        with _validate.deferred():
+            c = problem.model_call(self, theta, X, y, l2=l2)
+            return c.finish(lambda: self.value(c.theta, c.X, c.y, c.l2), "the loss")
 
     def grad(self, theta, X, y, *, l2=0.0):
         """Gradient of :meth:`loss`, ``theta``'s shape per task: (H2)."""
-        c = problem.model_call(self, theta, X, y, l2=l2)
-        return c.finish(lambda: self.grad_hvp(c.theta, c.X, c.y, c.l2)[0], "the gradient")
+        with _validate.deferred():
+            c = problem.model_call(self, theta, X, y, l2=l2)
+            return c.finish(lambda: self.grad_hvp(c.theta, c.X, c.y, c.l2)[0], "the gradient")
 
     def hvp(self, theta, X, y, v, *, l2=0.0):
         """Hessian-vector product ``H(theta) v``: (H4). ``v`` has ``theta``'s shape, or one direction
         per task for a stack."""
-        c = problem.model_call(self, theta, X, y, l2=l2, v=v)
-        return c.finish(lambda: self.grad_hvp(c.theta, c.X, c.y, c.l2)[1](c.v), "the Hessian-vector product")
+        with _validate.deferred():
+            c = problem.model_call(self, theta, X, y, l2=l2, v=v)
+            return c.finish(lambda: self.grad_hvp(c.theta, c.X, c.y, c.l2)[1](c.v), "the Hessian-vector product")
 
     def hessian(self, theta, X, y, *, l2=0.0):
         """Explicit Hessian ``(P, P)`` or ``(T, P, P)``, ``P = theta.size`` per task, ``theta``
         flattened row-major: (H3), (H7). For teaching and tests; MAML never forms it."""
-        c = problem.model_call(self, theta, X, y, l2=l2)
-        return c.finish(lambda: self.hessian_matrix(c.theta, c.X, c.y, c.l2), "the Hessian")
+        with _validate.deferred():
+            c = problem.model_call(self, theta, X, y, l2=l2)
+            return c.finish(lambda: self.hessian_matrix(c.theta, c.X, c.y, c.l2), "the Hessian")
 
     def predict(self, theta, X):
         """Probabilities, or the outputs for regression, per example: (H1)."""
-        c = problem.model_call(self, theta, X)
-        return c.finish(lambda: self.predictions(c.theta, c.X), "the predictions")
+        with _validate.deferred():
+            c = problem.model_call(self, theta, X)
+            return c.finish(lambda: self.predictions(c.theta, c.X), "the predictions")
 
     def class_probabilities(self, theta, X):
         """Class probabilities ``(n, C)`` or ``(T, n, C)``, two classes for the logistic head
@@ -230,5 +238,6 @@ class Model:
         if not self.head.classification:
             raise ValueError(f"the {self.head.name} head has no classes: accuracy is defined for the logistic "
                              "and softmax heads only")
-        c = problem.model_call(self, theta, X)
-        return c.finish(lambda: self.class_probability_matrix(c.theta, c.X), "the class probabilities")
+        with _validate.deferred():
+            c = problem.model_call(self, theta, X)
+            return c.finish(lambda: self.class_probability_matrix(c.theta, c.X), "the class probabilities")

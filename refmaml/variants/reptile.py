@@ -1,6 +1,6 @@
 """Reptile (Nichol, Achiam and Schulman 2018): ``derivations/variants.md`` (V6)-(V9)."""
 
-from .. import _xp, models, problem
+from .. import _validate, _xp, models, problem
 from ..maml import check_overflow, inner_loop
 
 
@@ -16,9 +16,10 @@ def reptile_direction(theta, Xs, ys, *, inner_lr, inner_steps, model="logistic",
 
     Returns an array of ``theta``'s shape, in the inputs' namespace and device.
     """
-    p = problem.meta(models.get(model), theta, Xs, ys, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps,
-                     inner_mask=inner_mask)
-    with _xp.quiet_overflow():
-        theta_K, _ = inner_loop(p)
-    check_overflow(p, "theta_K", theta_K)
+    with _validate.deferred():  # on a device, every check is read once, here at its end
+        p = problem.meta(models.get(model), theta, Xs, ys, l2=l2, inner_lr=inner_lr, inner_steps=inner_steps,
+                         inner_mask=inner_mask)
+        with _xp.quiet_overflow():
+            theta_K, _ = inner_loop(p)
+        check_overflow(p, "theta_K", theta_K)
     return p.xp.mean(p.theta - theta_K, axis=0)
