@@ -9,13 +9,14 @@ The names of the presets and of the report are available here too, as ``demo.con
 import time
 
 from . import train
-from .presets import BASELINES, LINEAR_PLAN, METHODS, NETWORK_BASELINES, NETWORK_METHODS, PLANS, PRESETS, Plan
+from .presets import (BASELINES, IMAGE_METHODS, LINEAR_PLAN, METHODS, NETWORK_BASELINES, NETWORK_METHODS, PLANS,
+                      PRESETS, Plan)
 from .presets import configs, plan
 from .report import LABELS, RATE_GRID, TUNE_TASKS, TUNED, format_table, report, tune_rate, write
 
-__all__ = ["BASELINES", "LABELS", "LINEAR_PLAN", "METHODS", "NETWORK_BASELINES", "NETWORK_METHODS", "PLANS",
-           "PRESETS", "Plan", "RATE_GRID", "TUNED", "TUNE_TASKS", "compare", "configs", "format_table", "plan",
-           "report", "tune_rate", "write"]
+__all__ = ["BASELINES", "IMAGE_METHODS", "LABELS", "LINEAR_PLAN", "METHODS", "NETWORK_BASELINES", "NETWORK_METHODS",
+           "PLANS", "PRESETS", "Plan", "RATE_GRID", "TUNED", "TUNE_TASKS", "compare", "configs", "format_table",
+           "plan", "report", "tune_rate", "write"]
 
 
 def compare(family="sinusoid", *, methods=None, seed=0, backend="numpy", eval_tasks=500,

@@ -13,7 +13,7 @@ import math
 import array_api_compat
 import numpy as np
 
-from . import _xp, models
+from . import _validate, _xp, models, problem
 from .maml import adapt
 from .variants import imaml_value_and_grad
 
@@ -71,9 +71,14 @@ def query_metrics(model, theta, Xq, yq):
     """
     xp = _xp.array_namespace(theta)
     m = models.get(model)
-    if not m.head.classification:
-        return None, m.loss(theta, Xq, yq)
-    P = m.class_probabilities(theta, Xq)
+    with _validate.deferred():  # as Model.loss and Model.class_probabilities, from one forward pass
+        call = problem.model_call(m, theta, Xq, yq)
+        with _xp.quiet_overflow():
+            Z, _ = m.network.forward(call.theta, call.X)
+        loss = call.finish(lambda: m.head.value(Z, call.y), "the loss")
+        if not m.head.classification:
+            return None, loss
+        P = call.finish(lambda: m.head.class_probabilities(Z), "the class probabilities")
     best = P == xp.max(P, axis=-1, keepdims=True)
     labels = xp.astype(yq, xp.int64)
     onehot = xp.astype(labels[..., None] == xp.arange(P.shape[-1], device=array_api_compat.device(P)),
@@ -81,18 +86,21 @@ def query_metrics(model, theta, Xq, yq):
     ties = xp.sum(xp.astype(best, theta.dtype), axis=-1)
     hit = xp.sum(xp.astype(best, theta.dtype) * onehot, axis=-1) / ties
     accuracy = xp.mean(hit, axis=-1)
-    return accuracy, m.loss(theta, Xq, yq)
+    return accuracy, loss
 
 
-def adaptation_curve(model, theta, Xs, ys, Xq, yq, *, inner_lr, steps, l2=0.0):
+def adaptation_curve(model, theta, Xs, ys, Xq, yq, *, inner_lr, steps, l2=0.0, inner_mask=None):
     """Query accuracy and loss after ``0..steps`` gradient steps on the support set, per task.
 
-    ``theta``: the initialisation (``P``); ``inner_lr``: a scalar or learned rates (V1).
+    ``theta``: the initialisation (``P``); ``inner_lr``: a scalar or learned rates (V1);
+    ``inner_mask``: the parameters the steps adapt (ANIL's last layer, ``training.md`` (T15)), or
+    None for all of them.
     Returns host arrays ``accuracy``, ``loss`` of shape ``(steps + 1, T)`` (``accuracy`` None for a
     regression model).
     """
+    masked = {} if inner_mask is None else {"inner_mask": inner_mask}
     trajectory = adapt(theta, Xs, ys, inner_lr=inner_lr, inner_steps=steps, model=model, l2=l2,
-                       return_trajectory=True)
+                       return_trajectory=True, **masked)
     accuracy, loss = [], []
     for k in range(steps + 1):
         a, q = query_metrics(model, trajectory[k, ...], Xq, yq)

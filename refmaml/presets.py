@@ -11,9 +11,12 @@ METHODS = ("zero", "pretrain", "maml", "fomaml", "reptile", "imaml", "metasgd")
 BASELINES = ("zero", "pretrain")
 NETWORK_METHODS = ("random", "pretrain", "maml", "fomaml", "reptile", "metasgd")
 NETWORK_BASELINES = ("random", "pretrain")
+IMAGE_METHODS = ("random", "pretrain", "maml", "fomaml", "anil")
 
 # Settings per family: the linear families run in well under a minute on two cores; the sinusoid
-# takes the MAML paper's settings (section 5.1) and runs in about 3 minutes.
+# takes the MAML paper's settings (section 5.1) and runs in about 3 minutes; digit-images is 5-way
+# 1-shot (5 support images, 25 query images: 5 of each class) with one inner step at 0.1 in training
+# and five in evaluation, sized to run in under 6 minutes (training.md (T14), "Settings").
 PRESETS = {
     "synthetic-binary": dict(inner_lr=0.3, inner_steps=5, iterations=2000, meta_batch=32, outer_lr=0.01,
                              support=10, query=15, lam=1.0),
@@ -25,6 +28,8 @@ PRESETS = {
                         support=15, query=30, lam=1.0),
     "sinusoid": dict(inner_lr=0.01, inner_steps=1, iterations=20000, meta_batch=25, outer_lr=0.001,
                      support=10, query=10, lam=1.0, eval_every=1000, curve_tasks=100),
+    "digit-images": dict(inner_lr=0.1, inner_steps=1, iterations=2000, meta_batch=16, outer_lr=0.003,
+                         support=5, query=25, lam=1.0, eval_every=250, curve_tasks=100),
 }
 
 
@@ -45,6 +50,9 @@ PLANS = {
         # five, each of its iterations costs twice one of MAML's, so it takes half as many.
         "reptile": dict(inner_steps=5, iterations=10000),
     }, eval_steps=10),
+    # MAML, first-order MAML, ANIL (MAML adapting the last layer only, T15) and the two baselines,
+    # all at the same settings; evaluated with 5 steps
+    "digit-images": Plan(IMAGE_METHODS, NETWORK_BASELINES, {}, eval_steps=5),
 }
 LINEAR_PLAN = Plan(METHODS, BASELINES, {})
 

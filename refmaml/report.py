@@ -7,8 +7,10 @@ the method has them (Meta-SGD), else the shared rate ``inner_lr``: the two basel
 with it too, so that only the initialisation differs. Each baseline is also scored with its own
 rate, from :data:`RATE_GRID`, the one that gives the lowest mean query loss after ``steps`` steps
 on training tasks (never on held-out tasks). The paired comparisons are against the best of these
-four baseline rows. iMAML is also scored at its own proximal solution; synthetic families also
-report the accuracy of each task's true parameters, the ceiling no method can pass on average.
+four baseline rows. ANIL adapts the last layer only, in evaluation as in training
+(``derivations/training.md`` (T15)). iMAML is also scored at its own proximal solution; synthetic
+families also report the accuracy of each task's true parameters, the ceiling no method can pass
+on average.
 """
 
 import json
@@ -27,7 +29,8 @@ LABELS = {"zero": "zero init + fine-tune", "pretrain": "multi-task pre-training 
           "zero-tuned": "zero init + fine-tune, tuned rate",
           "pretrain-tuned": "pre-training + fine-tune, tuned rate",
           "random": "random init + fine-tune", "random-tuned": "random init + fine-tune, tuned rate",
-          "maml": "MAML (exact)", "fomaml": "first-order MAML", "reptile": "Reptile",
+          "maml": "MAML (exact)", "fomaml": "first-order MAML", "anil": "ANIL (head only)",
+          "reptile": "Reptile",
           "imaml": "iMAML", "metasgd": "Meta-SGD", "imaml-proximal": "iMAML, proximal solve",
           "truth": "true task parameters (ceiling)"}
 RATE_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -63,13 +66,15 @@ def tune_rate(state, put):
     return min(scores, key=scores.get)
 
 
-def _curve(model, theta, data, rate, steps, l2):
+def _curve(model, theta, data, rate, steps, l2, inner_mask=None):
     """:func:`refmaml.evaluate.adaptation_curve`, or, where the adaptation overflows before ``steps``
     (learned rates repeated beyond the steps they were trained for can diverge), the curve up to the
-    last step that stays finite, padded with None: ``(accuracy, loss, steps that stayed finite)``."""
+    last step that stays finite, padded with None: ``(accuracy, loss, steps that stayed finite)``.
+    ``inner_mask``: the parameters the steps adapt (ANIL: the last layer's), None for all."""
     for k in range(steps, -1, -1):
         try:
-            accuracy, loss = adaptation_curve(model, theta, *data, inner_lr=rate, steps=k, l2=l2)
+            accuracy, loss = adaptation_curve(model, theta, *data, inner_lr=rate, steps=k, l2=l2,
+                                              inner_mask=inner_mask)
         except ValueError:  # the inner loop overflowed within k steps
             continue
         if k < steps or not np.all(np.isfinite(loss)):
@@ -145,7 +150,8 @@ def report(runs, *, eval_tasks=500):
         if name in baseline_names:
             entries.append((name + TUNED, tune_rate(state, put)))
         for key, rate in entries:
-            accuracy, loss, finite = _curve(fam.model, state.params["theta"], data, rate, steps, c.l2)
+            accuracy, loss, finite = _curve(fam.model, state.params["theta"], data, rate, steps, c.l2,
+                                            train.inner_mask(c.method, fam.model, put))
             per_task[key] = (None if accuracy is None else accuracy[-1], loss[-1], accuracy, loss)
             results[key] = {
                 "label": LABELS[key], "config": c.as_dict(), "train_seconds": runs[name][1],

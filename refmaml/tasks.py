@@ -1,4 +1,4 @@
-"""Task families: seeded generators of few-shot tasks, ``derivations/training.md`` (T1)-(T4).
+"""Task families: seeded generators of few-shot tasks, ``derivations/training.md`` (T1)-(T4), (T13), (T14).
 
 A family is a distribution over tasks. Every task is named by a split
 (``"train"`` or ``"test"``) and an index, and everything about it (its true
@@ -9,8 +9,8 @@ The two splits never share a task: a synthetic task's parameters come from a
 stream the other split never reads, and the digits splits use disjoint classes.
 
 Batches are NumPy arrays on the host (``Xs (T, n, d)``, ``ys (T, n)``,
-``Xq (T, m, d)``, ``yq (T, m)``, float64 features); the trainer moves each batch
-to its array library once.
+``Xq (T, m, d)``, ``yq (T, m)``, float64 features; images ``(T, n, 1, 8, 8)``); the trainer
+moves each batch to its array library once.
 
 Families:
 
@@ -23,9 +23,15 @@ Families:
   with a 1-40-40-1 ReLU network (``refmaml.models.MLP``). Its training batches are drawn
   in one vectorised call from the run's generator (the generator's stream is the tasks'
   identity); its held-out tasks are seeded per index as above.
+* ``digit-images`` (T14): few-shot image classification on the same digits as 1 x 8 x 8 images,
+  each digit turned by 0, 90, 180 and 270 degrees into four classes (40 classes; the Omniglot
+  protocol), meta-train digits 0-5 and 7-8 (32 classes), meta-test digits 6 and 9 (8 classes, all
+  four turns of both: a 6 turned by 180 degrees is close to a 9); ``ways``-way tasks with labels
+  in random order, learned by a small convolutional network (``refmaml.models.ConvNet``).
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -36,6 +42,11 @@ SPLITS = {"train": 0, "test": 1}
 INDEX_LIMIT = 2**62  # training task indices are drawn from [0, INDEX_LIMIT)
 DIGITS_TRAIN_CLASSES = (0, 1, 2, 3, 4, 5)
 DIGITS_TEST_CLASSES = (6, 7, 8, 9)
+# digit-images (T14): a class is (digit, quarter turns), numbered digit + 10 * turns; the split is
+# by digit, so every turn of a meta-test digit is a meta-test class
+IMAGE_TRAIN_DIGITS = (0, 1, 2, 3, 4, 5, 7, 8)
+IMAGE_TEST_DIGITS = (6, 9)
+NETWORK_FAMILIES = ("sinusoid", "digit-images")  # families whose model is a network (ANIL needs layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,12 +298,114 @@ class Sinusoid(Family):
         return Batch(X[:, :n], y[:, :n], X[:, n:], y[:, n:], None)
 
 
+def load_digit_images():
+    """scikit-learn's bundled digits as images ``(X (1797, 1, 8, 8), y (1797,))``: pixels / 16 in
+    ``[0, 1]``, one channel, rows top to bottom (no ones column)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError(
+            "the digits families need scikit-learn, which ships the data (no download): "
+            "pip install 'refmaml[data]'"
+        ) from None
+    data = load_digits()
+    return (data.images / 16.0)[:, None, :, :].astype(np.float64), data.target.astype(np.int64)
+
+
+def image_class(digit, turns):
+    """The class number of ``digit`` turned by ``turns`` quarter turns (T14): ``digit + 10 turns``."""
+    return int(digit) + 10 * int(turns)
+
+
+class DigitImages(Family):
+    """(T14): ``ways``-way ``n / ways``-shot image classification on the digits as ``(1, 8, 8)``
+    images. With ``rotations`` (the default) each digit turned by ``k`` quarter turns
+    (``np.rot90``, counterclockwise, ``k = 0..3``) is a class of its own, ``digit + 10 k``, as the
+    Omniglot protocol turns characters: 40 classes, the split by digit (meta-train: the turns of
+    :data:`IMAGE_TRAIN_DIGITS`, meta-test: of :data:`IMAGE_TEST_DIGITS`), so no turned copy of a
+    meta-test class is ever trained on. Without, the ten digits: meta-train 0-4, meta-test 5-9.
+    A task picks ``ways`` distinct classes of its split in random order (the ``j``-th picked gets
+    label ``j``: a random permutation of the labels per task), then ``n / ways`` support and
+    ``m / ways`` query images of each, all distinct. The model is ``ConvNet(classes=ways,
+    blocks, channels, input_shape=(1, 8, 8))`` with the softmax head."""
+
+    name = "digit-images"
+
+    def __init__(self, ways=5, rotations=True, blocks=2, channels=8, seed=0):
+        self.classes = _validate.integer(ways, "ways", 2)
+        if not isinstance(rotations, bool):
+            raise TypeError(f"rotations must be True or False; got {rotations!r}")
+        self.rotations = rotations
+        self.blocks = _validate.integer(blocks, "blocks", 1)
+        self.channels = _validate.integer(channels, "channels", 1)
+        if 8 % 2**self.blocks:
+            raise ValueError(f"blocks must be at most 3 (each halves the 8 x 8 image); got {self.blocks}")
+        self.seed = _validate.integer(seed, "seed", 0)
+        if rotations:
+            turns = range(4)
+            self.train_classes = tuple(image_class(d, k) for k in turns for d in IMAGE_TRAIN_DIGITS)
+            self.test_classes = tuple(image_class(d, k) for k in turns for d in IMAGE_TEST_DIGITS)
+        else:
+            self.train_classes, self.test_classes = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
+        smallest = min(len(self.train_classes), len(self.test_classes))
+        if self.classes > smallest:
+            raise ValueError(f"ways must be <= {smallest} (the classes of the smaller split); got {self.classes}")
+        images, digits = load_digit_images()
+        self._pools = {}
+        for c in self.train_classes + self.test_classes:
+            turned = np.rot90(images[digits == c % 10], k=c // 10, axes=(2, 3))
+            self._pools[c] = np.ascontiguousarray(turned)
+        self.d = 64
+
+    @functools.cached_property
+    def model(self):
+        """``ConvNet(classes=ways, blocks, channels, input_shape=(1, 8, 8))``, made when first asked for."""
+        from .models import ConvNet
+
+        return ConvNet(classes=self.classes, blocks=self.blocks, channels=self.channels, input_shape=(1, 8, 8))
+
+    @property
+    def parameter_shape(self):
+        return (self.model.size,)
+
+    def initial(self, seed):
+        """PyTorch's default initialisation of the network, seeded (``ConvNet.init``)."""
+        return self.model.init(seed)
+
+    def describe(self):
+        return {"name": self.name, "model": repr(self.model), "d": self.d, "input_shape": [1, 8, 8],
+                "classes": self.classes, "ways": self.classes, "rotations": self.rotations,
+                "blocks": self.blocks, "channels": self.channels, "seed": self.seed,
+                "train_classes": list(self.train_classes), "test_classes": list(self.test_classes)}
+
+    def _check_sizes(self, n, m):
+        for value, name in ((n, "n (support examples)"), (m, "m (query examples)")):
+            if value % self.classes:
+                raise ValueError(f"{name} must be a multiple of ways = {self.classes} (the same number "
+                                 f"of images of each class); got {value}")
+        smallest = min(len(p) for p in self._pools.values())
+        if (n + m) // self.classes > smallest:
+            raise ValueError(f"n + m = {n + m} asks for {(n + m) // self.classes} images of each class; "
+                             f"the smallest class has {smallest}")
+
+    def _task(self, rng, split, n, m):
+        pick = rng.permutation(self.train_classes if split == "train" else self.test_classes)[: self.classes]
+        shots, queries = n // self.classes, m // self.classes
+        chosen = [self._pools[int(c)][rng.choice(len(self._pools[int(c)]), shots + queries, replace=False)]
+                  for c in pick]
+        X = np.concatenate([c[:shots] for c in chosen] + [c[shots:] for c in chosen])
+        y = np.concatenate([np.full(shots, j) for j in range(self.classes)]
+                           + [np.full(queries, j) for j in range(self.classes)])
+        return X, y.astype(np.int64), None
+
+
 FAMILIES = {
     "synthetic-binary": SyntheticBinary,
     "synthetic-nway": SyntheticNWay,
     "digits-binary": lambda **kw: Digits(ways=2, **kw),
     "digits-nway": lambda **kw: Digits(**{"ways": 3, **kw}),
     "sinusoid": Sinusoid,
+    "digit-images": DigitImages,
 }
 
 

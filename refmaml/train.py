@@ -6,6 +6,9 @@ Adam step (:mod:`refmaml.adam`):
 
 * ``maml``: the exact meta-gradient through ``inner_steps`` steps (M6);
 * ``fomaml``: first-order MAML, the Hessian terms dropped (M8);
+* ``anil``: exact MAML whose inner loop adapts the network's last layer only (Raghu et al. 2020,
+  "almost no inner loop"): ``inner_mask = model.mask(-1)``, in training and in evaluation (T15);
+  network families only;
 * ``metasgd``: MAML with one learned rate per parameter, initialised at
   ``inner_lr``; the rates get their gradient from the same reverse pass (V2)-(V4);
 * ``reptile``: the Reptile direction (V6) on each task's support and query
@@ -35,9 +38,10 @@ from .evaluate import adaptation_curve, summarize
 from .maml import meta_value_and_grad
 from .variants import imaml_value_and_grad, reptile_direction
 
-METHODS = ("maml", "fomaml", "metasgd", "reptile", "imaml", "pretrain", "zero", "random")
+METHODS = ("maml", "fomaml", "anil", "metasgd", "reptile", "imaml", "pretrain", "zero", "random")
 UNTRAINED = ("zero", "random")
 LEARNS_RATES = ("metasgd",)
+HEAD_ONLY = ("anil",)  # methods whose inner loop adapts the last layer only (T15)
 FORMAT, VERSION = "refmaml-checkpoint", 2
 READABLE = (1, 2)  # version 1 kept no interval with its curve (read as NaN half-widths)
 Invalid = checkpoint.InvalidCheckpoint
@@ -72,6 +76,10 @@ class Config:
             raise ValueError(f"family must be one of {', '.join(tasks.FAMILIES)}; got {self.family!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.method in HEAD_ONLY and self.family not in tasks.NETWORK_FAMILIES:
+            raise ValueError(f"method {self.method!r} adapts a network's last layer only; the family "
+                             f"{self.family!r} has a linear model (network families: "
+                             f"{', '.join(tasks.NETWORK_FAMILIES)})")
         if self.backend not in _xp.BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(_xp.BACKENDS)}; got {self.backend!r}")
         for name, minimum in (("inner_steps", 0), ("meta_batch", 1), ("iterations", 0), ("support", 1),
@@ -136,6 +144,15 @@ def inner_rate(state):
     return state.params.get("rates", state.config.inner_lr)
 
 
+def inner_mask(method, model, put=None):
+    """Which parameters the inner loop of ``method`` adapts: ``model.mask(-1)``, the last layer's,
+    for ANIL (T15), on the device of ``put``; ``None`` (all of them) for every other method."""
+    if method not in HEAD_ONLY:
+        return None
+    mask = models.get(model).mask(-1)
+    return mask if put is None else put(mask)
+
+
 def meta_gradient(config, model, params, batch):
     """The method's objective on ``batch`` and its gradients, one per entry of ``params``:
     (M6), (M8), (V2)-(V4), (V11), Reptile's direction (T8), the pooled gradient (T9).
@@ -149,6 +166,11 @@ def meta_gradient(config, model, params, batch):
     if c.method in ("maml", "fomaml"):
         loss, g = meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=c.inner_lr, inner_steps=c.inner_steps,
                                       first_order=c.method == "fomaml", **common)
+        return loss, {"theta": g}
+    if c.method in HEAD_ONLY:
+        mask = inner_mask(c.method, model, _xp.backend(c.backend)[0])
+        loss, g = meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=c.inner_lr, inner_steps=c.inner_steps,
+                                      inner_mask=mask, **common)
         return loss, {"theta": g}
     if c.method == "metasgd":
         loss, g, g_rates = meta_value_and_grad(theta, Xs, ys, Xq, yq, inner_lr=params["rates"],
@@ -177,17 +199,19 @@ def held_out_score(state, model, held):
     after ``inner_steps`` steps; of the query loss (MSE) for a regression family (T12)."""
     c = state.config
     accuracy, loss = adaptation_curve(model, state.params["theta"], *held, inner_lr=inner_rate(state),
-                                      steps=c.inner_steps, l2=c.l2)
+                                      steps=c.inner_steps, l2=c.l2,
+                                      inner_mask=inner_mask(c.method, model, _xp.backend(c.backend)[0]))
     s = summarize((loss if accuracy is None else accuracy)[-1])
     return s.mean, s.half_width
 
 
 def _require_finite(iteration, params, optimizer):
-    """Adam's new state must be finite; a meta-gradient too large to square is divergence."""
+    """Adam's new state must be finite; a meta-gradient too large to square is divergence (a check of
+    device values: inside the iteration's deferred scope, read with the meta-gradient's checks)."""
     arrays = [*params.values(), *optimizer.m.values(), *optimizer.v.values()]
-    if not _xp.all_finite(_xp.array_namespace(arrays[0]), *arrays):  # one read-back per iteration
-        raise ValueError(f"meta-training diverged at iteration {iteration}: the meta-gradient or Adam's "
-                         "moments overflow; use a smaller inner_lr, outer_lr or inner_steps")
+    _validate.require(_xp.finite_flag(_xp.array_namespace(arrays[0]), *arrays), lambda: ValueError(
+        f"meta-training diverged at iteration {iteration}: the meta-gradient or Adam's "
+        "moments overflow; use a smaller inner_lr, outer_lr or inner_steps"))
 
 
 def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
@@ -217,10 +241,11 @@ def run(state, *, checkpoint_path=None, checkpoint_every=0, progress=False):
     try:
         while state.iteration < todo:
             batch = _device_batch(put, family.sample(state.rng, c.meta_batch, c.support, c.query))
-            loss, grads = meta_gradient(c, family.model, state.params, batch)
-            with _xp.quiet_overflow():
-                params, optimizer = adam.step(state.params, grads, state.optimizer, c.outer_lr)
-            _require_finite(state.iteration + 1, params, optimizer)
+            with _validate.deferred():  # on a device: one host read per iteration, when this block ends
+                loss, grads = meta_gradient(c, family.model, state.params, batch)
+                with _xp.quiet_overflow():
+                    params, optimizer = adam.step(state.params, grads, state.optimizer, c.outer_lr)
+                _require_finite(state.iteration + 1, params, optimizer)
             state.params, state.optimizer = params, optimizer
             state.iteration += 1
             state.losses.append(float(loss))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import refmaml
-from refmaml import adam, checkpoint, check, tasks, train
+from refmaml import adam, checkpoint, check, evaluate, tasks, train
 
 from .conftest import _gpu_available
 from .processes import assert_resumes_exactly, kill_when_saved
@@ -127,7 +127,7 @@ def test_meta_sgd_learns_where_tasks_differ():
 
 
 def test_zero_and_all_methods_run_and_record():
-    for method in train.METHODS:
+    for method in set(train.METHODS) - set(train.HEAD_ONLY):  # ANIL needs a network: below
         s = train.train(train.Config(**{**SMALL, "method": method, "iterations": 10, "eval_every": 5}))
         if method in train.UNTRAINED:  # the linear families start from zeros (T9)
             assert s.iteration == 0 and not np.any(s.params["theta"]) and s.curve == []
@@ -281,6 +281,7 @@ def test_resuming_with_another_configuration_names_the_fields(tmp_path):
     (dict(lam=True), TypeError, "lam"),
     (dict(backend="tpu"), ValueError, "backend"),
     (dict(curve_tasks=1), ValueError, "curve_tasks"),
+    (dict(method="anil"), ValueError, "last layer only; the family 'synthetic-binary' has a linear model"),
 ])
 def test_bad_configurations_are_named(changes, exc, name):
     with pytest.raises(exc, match=name):
@@ -333,6 +334,37 @@ def test_a_network_trains_checkpoints_and_resumes_bit_for_bit(tmp_path, method):
         assert np.array_equal(resumed.params[k], straight.params[k])
     assert resumed.losses == straight.losses and resumed.curve == straight.curve
     assert [i for i, _, _ in straight.curve] == [0, 4, 8, 12] and all(h > 0 for _, _, h in straight.curve)
+
+
+def test_anil_is_maml_with_a_head_only_inner_loop():
+    """(T15): ANIL's meta-gradient is exact MAML's with the per-parameter rate inner_lr on the last
+    layer and 0 elsewhere (V1), to rounding (1e-12 relative: the same products in another order);
+    its inner steps leave the body where it is, and the body still gets a meta-gradient through
+    the head's steps. Trained and scored with the head-only inner loop."""
+    c = train.Config(**{**NETWORK, "method": "anil", "inner_steps": 2, "inner_lr": 0.05})
+    fam = tasks.family("sinusoid")
+    net = fam.model
+    mask = train.inner_mask("anil", net)
+    assert mask.dtype == bool and mask.sum() == 41 and mask[-41:].all()  # Linear(40, 1)
+    assert train.inner_mask("maml", net) is None
+    b = fam.sample(np.random.default_rng(0), 4, 5, 5)
+    batch = (b.Xs, b.ys, b.Xq, b.yq)
+    theta = fam.initial(1)
+    loss, grads = train.meta_gradient(c, net, {"theta": theta}, batch)
+    want_loss, want = refmaml.meta_value_and_grad(theta, *batch, inner_lr=0.05 * mask.astype(float),
+                                                  inner_steps=2, model=net)
+    assert float(loss) == pytest.approx(float(want_loss), rel=1e-12)
+    assert check.relative_error(grads["theta"], want) < 1e-12
+    assert np.any(grads["theta"][~mask] != 0)
+    adapted = refmaml.adapt(theta, b.Xs, b.ys, inner_lr=0.05, inner_steps=2, model=net, inner_mask=mask)
+    assert np.array_equal(adapted[:, ~mask], np.broadcast_to(theta[~mask], (4, int((~mask).sum()))))
+    assert np.all(np.any(adapted[:, mask] != theta[mask], axis=1))
+    state = train.train(c)
+    assert state.iteration == 12 and [i for i, _, _ in state.curve] == [0, 4, 8, 12]
+    held = fam.held_out(c.curve_tasks, c.support, c.query)
+    _, q = evaluate.adaptation_curve(net, state.params["theta"], held.Xs, held.ys, held.Xq, held.yq,
+                                     inner_lr=c.inner_lr, steps=c.inner_steps, inner_mask=mask)
+    assert state.curve[-1][1] == pytest.approx(float(q[-1].mean()), rel=1e-13)
 
 
 def test_random_initialisation_baseline():
