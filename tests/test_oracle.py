@@ -336,6 +336,11 @@ def test_vectors_hold_exact_answers(written):
         for name in ("theta", "Xs", "ys", "Xq", "yq"):
             assert np.array_equal(getattr(case, name), getattr(original, name))   # exact round trip
             assert np.array_equal(npz[f"{case.id}/inputs/{name}"], getattr(original, name))
+        assert (case.mask is None) == (original.mask is None) == (f"{case.id}/inputs/inner_mask" not in npz)
+        if original.mask is not None:   # ANIL's cases (version 3): the mask round-trips, booleans both ways
+            assert np.array_equal(case.mask, original.mask)
+            assert npz[f"{case.id}/inputs/inner_mask"].dtype == bool
+            assert np.array_equal(npz[f"{case.id}/inputs/inner_mask"], original.mask)
         right = answers.truth(original, original.inner_lr)
         assert outputs["meta_loss"] == right.loss and np.array_equal(outputs["meta_grad"], right.grad)
         assert np.array_equal(npz[f"{case.id}/outputs/meta_grad"], right.grad)

@@ -186,8 +186,14 @@ def _digest(version):
 def test_version_2_is_frozen_and_version_3_extends_it():
     assert _digest("2") == V2_INPUTS_SHA256
     v2, v3 = [c.id for c in cases.all_cases("2")], [c.id for c in cases.all_cases("3")]
-    assert v3[:len(v2)] == v2 and len(v3) == len(set(v3)) == len(v2) + 11 + 6 + 2 * 32
+    assert v3[:len(v2)] == v2 and len(v3) == len(set(v3)) == len(v2) + 11 + 6 + 2 * 32 + 32
     conv = [c for c in cases.all_cases("3") if not isinstance(c.model, str) and c.model.input_ndim == 3]
+    masked = [c for c in cases.all_cases("3") if c.mask is not None]
+    net = refmaml_model(CONVNET)
+    assert len(masked) == 32 and masked == [c for c in cases.all_cases("3")[-32:]]
+    assert all(c.model == net and np.array_equal(c.mask, net.mask(-1)) for c in masked)
+    assert all(c.id.endswith(cases.mask_tag(net.mask(-1))) for c in masked)
+    assert all(c.mask is None for c in cases.all_cases("2"))
     assert {cases.network_name(c.model) for c in conv} == {"convnet-3-2x4-1x8x8-softmax",
                                                            cases.network_name(refmaml_model(PLAIN))}
     assert all(c.Xs.shape[2:] == (1, 8, 8) for c in conv)
@@ -239,3 +245,122 @@ def test_version_2_files_are_still_read(tmp_path):
     result_path.write_text(json.dumps(content))
     got, text = oracle.check_file(result_path)
     assert got == 2 and "needs vectors version 3" in text
+
+
+# --- the version-3 vectors' masked (ANIL) cases ------------------------------------------------------
+
+def _masked_chosen(steps=(1,)):
+    net = refmaml_model(CONVNET)
+    return net, [c for c in cases.select(cases.all_cases("3"), models=(net,), steps=steps, masked=True)]
+
+
+def test_masked_records_round_trip_with_their_mask(tmp_path):
+    """ANIL's mask travels in each masked case's inputs as a list of JSON booleans and is restored on
+    load; the recorded answers are those of the masked inner loop (the rate gradient zero outside it)."""
+    net = refmaml_model(CONVNET)
+    chosen = [c for c in cases.all_cases("3") if c.mask is not None and c.inner_steps == 1]
+    chosen = [c for c in chosen if c.rates][:2] + [c for c in chosen if not c.rates][:1]
+    records = [vectors.case_record(c) for c in chosen]
+    for record in records:
+        mask = record["inputs"]["inner_mask"]
+        assert len(mask) == net.size and all(type(b) is bool for b in mask) and sum(mask) == 51
+    rated = next(r for r in records if isinstance(r["inputs"]["inner_lr"], list))
+    assert not any(np.asarray(rated["outputs"]["inner_lr_grad"])[~np.asarray(net.mask(-1))])
+    doc = {"format": "refmaml-vectors", "version": "3", "generator": "test", "conventions": {}, "cases": records}
+    path = tmp_path / "masked.json"
+    path.write_text(json.dumps(doc))
+    for (case, outputs), original in zip(vectors.load(path), chosen, strict=True):
+        assert case.id == original.id and np.array_equal(case.mask, original.mask) and case.mask.dtype == bool
+        loss, grad = refmaml.meta_value_and_grad(
+            original.theta, original.Xs, original.ys, original.Xq, original.yq, inner_lr=original.inner_lr,
+            inner_steps=original.inner_steps, model=net, l2=original.l2, inner_mask=original.mask)[:2]
+        assert max(judge.errors(oracle.Answer(loss, np.asarray(grad), None),
+                                oracle.Answer(outputs["meta_loss"], outputs["meta_grad"], None))[:2]) <= 1e-12
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(doc, json.loads((vectors.HERE / "vectors.schema.json").read_text()))
+
+
+def _bad_mask(record, size):
+    return {
+        "wrong length": (record | {"inputs": record["inputs"] | {"inner_mask": [True] * (size - 1)}}, "has length"),
+        "numbers": (record | {"inputs": record["inputs"] | {"inner_mask": [1] * size}}, "list of booleans"),
+        "nested": (record | {"inputs": record["inputs"] | {"inner_mask": [[True]] * size}}, "list of booleans"),
+        "not a list": (record | {"inputs": record["inputs"] | {"inner_mask": True}}, "list of booleans"),
+        "all false": (record | {"inputs": record["inputs"] | {"inner_mask": [False] * size}}, "adapts no parameter"),
+    }
+
+
+@pytest.mark.parametrize("name", ["wrong length", "numbers", "nested", "not a list", "all false", "logistic",
+                                  "version 2"])
+def test_invalid_masks_are_refused(tmp_path, name):
+    """The mask of an untrusted file: booleans only, one per parameter, at least one true, on a
+    network case of a version-3 file."""
+    net, chosen = _masked_chosen()
+    record = vectors.case_record(chosen[0])
+    version = "3"
+    if name == "logistic":
+        record = vectors.case_record(cases.all_cases("1")[0])
+        record["inputs"]["inner_mask"] = [True] * 4
+        message = "only network cases have an inner_mask"
+    elif name == "version 2":
+        version, message = "2", "needs vectors version 3"
+    else:
+        record, message = _bad_mask(record, net.size)[name]
+    doc = {"format": "refmaml-vectors", "version": version, "generator": "test", "conventions": {}, "cases": [record]}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(vectors.InvalidFile, match=message):
+        vectors.load(path)
+
+
+def _masked_results(fn, chosen, **options):
+    results = {}
+    for c in chosen:
+        loss, grad = fn(c.theta, c.Xs, c.ys, c.Xq, c.yq, inner_lr=c.inner_lr, inner_steps=c.inner_steps)
+        results[c.id] = {"meta_loss": loss, "meta_grad": np.asarray(grad).tolist()}
+    return {"format": "refmaml-results", "vectors_version": "3",
+            "options": {"steps": [1], "inner_mask": True} | options, "results": results}
+
+
+def test_masked_results_are_judged(tmp_path):
+    """A results file declaring ``"inner_mask": true`` answers the masked cases: an ANIL loop written
+    with torch.func passes; the same loop adapting every parameter is ``all_adapted``; the JSON report
+    says the mask in ``ran``."""
+    net, chosen = _masked_chosen()
+    path = tmp_path / "results.json"
+    content = _masked_results(TorchUser(CONVNET, adapt=(-1,)), chosen)
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(content, json.loads((vectors.HERE / "results.schema.json").read_text()))
+    path.write_text(json.dumps(content))
+    got, text = oracle.check_file(path, as_json=True)
+    doc = json.loads(text)
+    assert got == 0 and doc["passed"], doc["message"]
+    assert "inner_mask=true (ANIL: 51 of 255 parameters adapt)" in doc["ran"] and "all_adapted" in doc["named"]
+    del content["results"][chosen[0].id]
+    path.write_text(json.dumps(content))
+    got, text = oracle.check_file(path)
+    assert got == 1 and "INCOMPLETE" in text
+    path.write_text(json.dumps(_masked_results(TorchUser(CONVNET), chosen, model="convnet-3-2x4-1x8x8-softmax")))
+    got, text = oracle.check_file(path)
+    assert got == 1 and "FAILED: all_adapted" in text, text
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["options"].pop("inner_mask"), "declare \"inner_mask\": true"),
+    (lambda c: c["options"].update(inner_mask="yes"), "options.inner_mask must be true or false"),
+    (lambda c: c["options"].update(model=cases.network_name(refmaml_model(PLAIN))), "masked (ANIL) cases for"),
+    (lambda c: c.update(vectors_version="2"), "needs vectors version 3"),
+    (lambda c: c["results"].update({cases.all_cases("3")[-33].id: {"meta_loss": 0.0, "meta_grad": [0.0] * 255}}),
+     "a case without inner_mask"),
+])
+def test_masked_results_must_be_declared(tmp_path, edit, message):
+    """Masked answers need ``"inner_mask": true``, and that option only masked answers, for the ConvNet
+    preset of version 3."""
+    net, chosen = _masked_chosen()
+    content = {"format": "refmaml-results", "vectors_version": "3", "options": {"inner_mask": True},
+               "results": {chosen[0].id: {"meta_loss": 0.0, "meta_grad": [0.0] * net.size}}}
+    edit(content)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(content))
+    got, text = oracle.check_file(path)
+    assert got == 2 and message in text, text

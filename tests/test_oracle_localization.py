@@ -301,7 +301,7 @@ def test_four_answers_are_not_a_pass(tmp_path):
     assert set(doc) >= {"passed", "diagnosis", "message", "localization", "tolerance", "missing", "cases"}
     assert list(doc["localization"]) == KEYS
     assert set(doc["cases"][0]) == {"id", "passed", "loss_error", "grad_error", "lr_grad_error", "matches",
-                                    "failure"}
+                                    "failure", "notes", "factors"}
 
 
 def test_declared_rate_gradients_are_required(tmp_path):

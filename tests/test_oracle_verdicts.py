@@ -74,6 +74,29 @@ def test_a_rate_gradient_of_the_opposite_sign():
     assert "rate gradient is exactly -1 times" in report.message and "opposite sign" in report.message
 
 
+def test_the_json_report_carries_notes_and_factors():
+    """``as_dict`` (``refmaml check --json``) gives each row's ``notes`` (which layout) and ``factors``
+    (each part's constant multiple, the norm fn returned, the factor in the case's counts), as JSON."""
+    import json
+
+    report = oracle.check(TorchUser(CLASSIFIER, mistake="bias_first"), model=CLASSIFIER_NET, steps=(1,))
+    rows = json.loads(json.dumps(oracle.as_dict(report)))["cases"]
+    failing = [r for r in rows if not r["passed"]]
+    assert failing and all(r["notes"] == [{"bug": "layout", "variant": "bias before weight in each layer"}]
+                           for r in failing if "layout" in r["matches"])
+    assert any("layout" in r["matches"] for r in failing)
+    assert all(r["notes"] == [] and r["factors"] == [] for r in rows if r["passed"])
+
+    report = oracle.check(TorchUser(CLASSIFIER, mistake="double_mean"), model=CLASSIFIER_NET, steps=(1,))
+    rows = json.loads(json.dumps(oracle.as_dict(report)))["cases"]
+    diagnostic = next(r for r in rows if r["id"].endswith("-K2-T4-n6-m9-diagnostic"))
+    assert [f["part"] for f in diagnostic["factors"]] == ["loss", "grad"]
+    for f, result in zip(diagnostic["factors"], next(c for c in report.cases if c.name == diagnostic["id"]).factors,
+                         strict=True):
+        assert f["factor"] == pytest.approx(0.25, rel=1e-12) and f["names"] == ["1/T"]
+        assert f["norm"] == result[2] > 0
+
+
 # --- per-layer gradients, and the loss judged beside them -----------------------------------------
 
 def test_per_layer_gradients_are_an_interface_finding_with_the_expected_shape():

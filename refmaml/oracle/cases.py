@@ -13,7 +13,9 @@ Version 3 adds, to version 2's cases unchanged, cases that vary one condition
 alone (``l2 > 0``, learned rates, one example per set, saturation, each with
 one task and one inner step: tag ``alone``, (O12)) and the cases of two image
 networks (``CONV_NETWORKS``: the ConvNet preset with batch norm, and the same
-network without it). Every array of a case is read-only.
+network without it), then the ConvNet preset's cases again with ANIL's
+``inner_mask`` (``MASKED_NETWORKS``, :func:`anil_mask`; ids ending in the
+mask's tag). Every array of a case is read-only.
 """
 
 from dataclasses import dataclass, field, replace
@@ -149,7 +151,8 @@ def build(version=VERSION, *, networks=True):
     version 1's cases, unchanged, followed by the linear-regression cases and the cases of the two
     networks of ``NETWORKS()`` (:func:`network_cases`); version 3 is version 2's, unchanged,
     followed by the cases of one condition alone of the three registered models and of those
-    networks, and the cases of the image networks of ``CONV_NETWORKS()``."""
+    networks, the cases of the image networks of ``CONV_NETWORKS()`` and those of
+    ``MASKED_NETWORKS()`` with ANIL's mask (:func:`anil_mask`)."""
     if version not in VERSIONS:
         raise ValueError(f"version must be one of {', '.join(VERSIONS)}; got {version!r}")
     out = []
@@ -195,18 +198,23 @@ def build(version=VERSION, *, networks=True):
                 out += network_cases(network)[len(network_cases(network, version="2")):]
             for network in CONV_NETWORKS():
                 out += network_cases(network)
+            for network in MASKED_NETWORKS():
+                out += network_cases(network, mask=anil_mask(network))
     ids = [c.id for c in out]
     assert len(set(ids)) == len(ids), "case ids must be unique"
     return out
 
 
-def select(cases, *, models=MODELS, steps=STEPS, l2=False, rates=False):
+def select(cases, *, models=MODELS, steps=STEPS, l2=False, rates=False, masked=False):
     """The cases a check runs: the chosen models and numbers of steps, plus every diagnostic case
-    of those models; without ``l2`` (or ``rates``) the cases that need it are left out."""
+    of those models; without ``l2`` (or ``rates``) the cases that need it are left out. ``masked``:
+    False (the default) only the cases without an ``inner_mask``, True only those with one (a
+    check with ``inner_mask``, or a results file declaring it), None every case."""
     return [c for c in cases
             if c.model in models
             and (c.inner_steps in steps or c.diagnostic or EDGE & set(c.tags))
-            and (l2 or not c.l2) and (rates or not c.rates)]
+            and (l2 or not c.l2) and (rates or not c.rates)
+            and (masked is None or (c.mask is not None) == masked)]
 
 
 # --- networks ----------------------------------------------------------------------------------
@@ -384,6 +392,18 @@ def CONV_NETWORKS(version=VERSION):
     plain = models.Sequential([Conv2d(1, 4, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(4, 4, 3, padding=1), ReLU(),
                                MaxPool2d(2), Flatten(), Linear(16, 3)], loss="softmax", input_shape=(1, 8, 8))
     return (models.ConvNet(3, blocks=2, channels=4, input_shape=(1, 8, 8)), plain)
+
+
+def MASKED_NETWORKS(version=VERSION):
+    """The networks whose cases the version-3 vectors hold a second time with ANIL's ``inner_mask``
+    (:func:`anil_mask`: the last layer adapts, the rest only in the outer loop, maml.md (M10)): the
+    ConvNet preset of ``CONV_NETWORKS``."""
+    return CONV_NETWORKS(version)[:1]
+
+
+def anil_mask(model):
+    """ANIL's ``inner_mask`` of a network: ``model.mask(-1)``, its last layer's parameters."""
+    return np.asarray(models.get(model).mask(-1), dtype=bool)
 
 
 def all_networks(version=VERSION):

@@ -111,8 +111,9 @@ def _repeat(fn, results, answered, dtype, tol, *, l2, lr_grad):
 def check_results(produced, dtype="float64", *, options=None, version=None):
     """Judge answers computed elsewhere on the cases of vectors ``version``: ``produced`` maps case
     ids to :class:`Answer`. ``options`` (a dict with keys of ``selection.OPTIONS``; absent flags are
-    False, an absent ``model`` is the models answered, absent ``steps`` all of them) says which cases
-    ``check()`` would run: every one must be answered, with a rate gradient exactly when
+    False, an absent ``model`` is the models answered, absent ``steps`` all of them; ``inner_mask``
+    True: the ConvNet preset's cases with ANIL's mask, :func:`refmaml.oracle.selection.declared`)
+    says which cases ``check()`` would run: every one must be answered, with a rate gradient exactly when
     ``lr_grad`` is declared, or the report is not a pass (``report.missing``). A rate gradient given
     without ``lr_grad`` is compared too. Returns a :class:`Report`."""
     options = dict(options or {})
@@ -129,7 +130,8 @@ def check_results(produced, dtype="float64", *, options=None, version=None):
                if c.id not in produced or (chosen.lr_grad and produced[c.id].lr_grad is None)]
     ran = (f"{len(results)} answered cases of vectors version {version}; options "
            f"model={'+'.join(map(str, chosen.models))}, steps={list(chosen.steps)}, l2={chosen.l2}, "
-           f"lr_grad={chosen.lr_grad}")
+           f"lr_grad={chosen.lr_grad}" + (f", inner_mask=true (ANIL: {int(chosen.mask.sum())} of {chosen.mask.size} "
+                                           "parameters adapt)" if chosen.mask is not None else ""))
     # the bugs the answered cases can show, declared or not (a file without options still has its
     # l2 > 0 and rate-gradient answers judged, as in version 1)
     rates = chosen.lr_grad or any(a.lr_grad is not None for a in produced.values())

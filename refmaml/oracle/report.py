@@ -77,14 +77,21 @@ def as_dict(report):
     """The report for machines (``refmaml check --json``): ``passed``, ``diagnosis``, ``message``,
     ``localization``, ``tolerance``, ``missing`` (case ids), ``ran``, ``named`` and one row per case
     (``id``, ``passed``, ``loss_error``, ``grad_error``, ``lr_grad_error``, ``matches``,
-    ``failure``). An infinite error is the string ``"inf"``."""
+    ``failure``, ``notes``: ``[{"bug", "variant"}]`` for the matched bugs whose answers come in
+    variants (``layout``: which layout), ``factors``: ``[{"part", "factor", "norm", "names"}]`` for
+    each part (``loss``, ``grad``, ``lr_grad``) that is ``factor`` times the truth's, with the norm of
+    what fn returned and the names of the factor in the case's counts, (O22)). An infinite number is
+    the string ``"inf"``."""
     return {
         "passed": report.passed, "diagnosis": report.diagnosis, "message": report.message,
         "localization": report.localization, "tolerance": report.tolerance, "dtype": report.dtype,
         "missing": list(report.missing), "ran": report.ran, "named": list(report.named),
         "cases": [{"id": r.name, "passed": r.passed, "loss_error": _number(r.loss_error),
                    "grad_error": _number(r.grad_error), "lr_grad_error": _number(r.lr_grad_error),
-                   "matches": list(r.matches), "failure": r.failure} for r in report.cases],
+                   "matches": list(r.matches), "failure": r.failure,
+                   "notes": [{"bug": bug, "variant": variant} for bug, variant in r.notes],
+                   "factors": [{"part": part, "factor": _number(c), "norm": _number(size), "names": list(names)}
+                               for part, c, size, names in r.factors]} for r in report.cases],
     }
 
 

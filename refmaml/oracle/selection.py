@@ -1,5 +1,5 @@
 """Which cases a check covers, chosen the same way for ``check()`` and for a results file: the
-options read (``model``, ``steps``, ``l2``, ``lr_grad``), the cases they select (:func:`select`),
+options read (``model``, ``steps``, ``l2``, ``lr_grad``, ``inner_mask``), the cases they select (:func:`select`),
 and the bugs those cases can name (:func:`nameable`, ``derivations/oracle.md`` (O11))."""
 
 import json
@@ -12,7 +12,7 @@ from . import answers, cases
 from .answers import DIAGNOSES
 from .judge import SEPARATION, separation
 
-OPTIONS = ("model", "steps", "l2", "lr_grad")  # of check(), as a results file declares them
+OPTIONS = ("model", "steps", "l2", "lr_grad", "inner_mask")  # of check(), as a results file declares them
 
 
 @dataclass(frozen=True)
@@ -98,15 +98,27 @@ def select(models, steps, *, l2, lr_grad, version=cases.VERSION, mask=None):
     for m in models:
         if not isinstance(m, str):
             pool = pool + network_cases(m, version, mask)
-    return Selection(models, steps, l2, lr_grad, cases.select(pool, models=models, steps=steps, l2=l2, rates=lr_grad),
+    return Selection(models, steps, l2, lr_grad, cases.select(pool, models=models, steps=steps, l2=l2, rates=lr_grad,
+                                                               masked=mask is not None),
                      mask)
 
 
 def declared(options, answered, version):
     """The :class:`Selection` a results file's ``options`` declare (keys of ``OPTIONS``): absent
     flags are False, an absent ``model`` is the models ``answered`` (in the vectors' order), absent
-    ``steps`` all of them; version 1 has no networks."""
+    ``steps`` all of them; version 1 has no networks. ``inner_mask: true`` selects the cases of a
+    network of ``cases.MASKED_NETWORKS`` (by default the one there is) with ANIL's mask
+    (:func:`refmaml.oracle.cases.anil_mask`) instead of its unmasked ones."""
     networks = {cases.network_name(m): m for m in cases.all_networks(version)}
+    if options.get("inner_mask", False):
+        maskable = {cases.network_name(m): m for m in cases.MASKED_NETWORKS(version)}
+        name = options.get("model", next(iter(maskable), None))
+        if name not in maskable:
+            raise ValueError(f"inner_mask: the vectors of version {version} hold masked (ANIL) cases for "
+                             f"{', '.join(maskable) or 'no network'} only; got model {name!r}")
+        net = maskable[name]
+        return select((net,), parse_steps(options.get("steps", cases.STEPS)), l2=bool(options.get("l2", False)),
+                      lr_grad=bool(options.get("lr_grad", False)), version=version, mask=cases.anil_mask(net))
     if "model" in options and options["model"] in networks:
         models = (networks[options["model"]],)
     elif "model" in options:

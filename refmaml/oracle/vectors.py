@@ -53,6 +53,11 @@ CONVENTIONS = {
               "statistics of the set being evaluated (track_running_stats=False: the support set at every inner "
               "step, the query set for the query loss); max-pooling's first maximum wins a tie; every ReLU input "
               "and max-pool window at least 1e-6 from its kink at every inner iterate",
+    "inner_mask": "cases of meta-only parameters (version 3, ids ending in mask and 8 hex digits): inputs.inner_mask, "
+                  "a boolean list of theta's length, true where the inner loop adapts (ANIL: the last layer's "
+                  "parameters, model.mask(-1)); theta_{k+1} = theta_k - inner_lr * inner_mask * grad L_s(theta_k), "
+                  "the other parameters move only in the outer loop; a results file answers them with options "
+                  "inner_mask true",
     "alone": "cases tagged alone (version 3, id ending in -alone): one task and one inner step with one "
              "condition (l2 > 0, learned rates, one example per set, saturated logits), so that a failure there "
              "is read as that condition's",
@@ -64,21 +69,23 @@ def _tolist(a):
 
 
 VERSION_2_CONVENTIONS = ("linear", "networks")  # the entries version 1 lacks
-VERSION_3_CONVENTIONS = ("images", "alone")  # the entries versions 1 and 2 lack
+VERSION_3_CONVENTIONS = ("images", "inner_mask", "alone")  # the entries versions 1 and 2 lack
 OPTION_MODELS = _cases.MODELS[:2] + ("both",) + _cases.MODELS[2:]  # what options.model may name, networks aside
 
 
 def case_record(case):
-    """The JSON record of one case: its id, its model's spec (``model.spec()``), its inputs and every
-    answer (float64, exact)."""
+    """The JSON record of one case: its id, its model's spec (``model.spec()``), its inputs (with
+    ``inner_mask``, a boolean list, for a case of meta-only parameters) and every answer (float64,
+    exact)."""
     rate = case.inner_lr
     right, first = answers.truth(case, rate), answers.first_order(case, rate)
+    mask = {} if case.mask is None else {"inner_mask": [bool(b) for b in np.asarray(case.mask).ravel()]}
     return {
         "id": case.id, **models.get(case.model).spec(),
         "diagnostic": case.diagnostic, "note": case.note,
         "inputs": {"theta": case.theta.tolist(), "Xs": case.Xs.tolist(), "ys": case.ys.tolist(),
                    "Xq": case.Xq.tolist(), "yq": case.yq.tolist(), "inner_lr": _tolist(rate),
-                   "inner_steps": case.inner_steps, "l2": case.l2},
+                   "inner_steps": case.inner_steps, "l2": case.l2, **mask},
         "outputs": {"trajectory": answers.trajectory(case, rate).tolist(), "meta_loss": right.loss,
                     "meta_grad": right.grad.tolist(), "first_order_meta_grad": first.grad.tolist(),
                     "inner_lr_grad": _tolist(right.lr_grad[()] if right.lr_grad.ndim == 0 else right.lr_grad),
@@ -114,8 +121,8 @@ def _npz_bytes(doc):
             for part in ("inputs", "outputs"):
                 for key, value in c[part].items():
                     classes = models.from_spec(_spec(c)).targets == "classes"
-                    array = np.asarray(value, dtype=np.int64 if key in ("inner_steps",) or
-                                       (key in ("ys", "yq") and classes) else np.float64)
+                    array = np.asarray(value, dtype=bool if key == "inner_mask" else np.int64 if key in (
+                                       "inner_steps",) or (key in ("ys", "yq") and classes) else np.float64)
                     data = io.BytesIO()
                     np.lib.format.write_array(data, array, allow_pickle=False)
                     info = zipfile.ZipInfo(f"{c['id']}/{part}/{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -309,6 +316,20 @@ def _schedule_and_outputs(record, inp, where, P, T):
     return rate, K, l2, outputs
 
 
+def _mask(value, where, model, P):
+    """A case's ``inner_mask``: a flat list of ``true``/``false`` (JSON booleans only, no numbers), one
+    per parameter of theta (shape ``P``), at least one true, on a network."""
+    if model.name in models.MODELS:
+        raise InvalidFile(f"{where}: only network cases have an inner_mask; model {model.name!r} has none")
+    if not isinstance(value, list) or any(type(b) is not bool for b in value):
+        raise InvalidFile(f"{where} must be a flat list of booleans (true where the inner loop adapts)")
+    if len(P) != 1 or len(value) != P[0]:
+        raise InvalidFile(f"{where} has length {len(value)}; expected theta's length {P[0] if len(P) == 1 else P}")
+    if not any(value):
+        raise InvalidFile(f"{where} adapts no parameter (every entry false)")
+    return np.array(value, dtype=bool)
+
+
 def _case(record, k, layers=None):
     where = f"cases[{k}]"
     _object(record, where, CASE_FIELDS + ("model",), tuple(record) if isinstance(record, dict) else ())
@@ -319,7 +340,7 @@ def _case(record, k, layers=None):
     model = _model(record, where, layers)
     if not isinstance(record["diagnostic"], bool) or not isinstance(record["note"], str):
         raise InvalidFile(f"{where}: diagnostic must be true or false and note a string")
-    inp = _object(record["inputs"], f"{where}.inputs", INPUTS)
+    inp = _object(record["inputs"], f"{where}.inputs", INPUTS, ("inner_mask",))
     theta = _array(inp["theta"], f"{where}.inputs.theta", (None,) * model.param_ndim)
     d, outputs = model.dimensions(theta.shape)
     try:
@@ -344,13 +365,14 @@ def _case(record, k, layers=None):
                               + ("0 or 1" if model.targets == "binary" else f"integers in [0, {outputs[-1]})"))
         labels[name] = y
     rate, K, l2, outputs = _schedule_and_outputs(record, inp, where, P, T)
+    mask = _mask(inp["inner_mask"], f"{where}.inputs.inner_mask", model, P) if "inner_mask" in inp else None
     case = _cases.Case(cid, model.name if model.name in models.MODELS else model, theta, Xs, labels["ys"], Xq,
-                       labels["yq"], rate, K, l2, record["diagnostic"], record["note"])
+                       labels["yq"], rate, K, l2, record["diagnostic"], record["note"], mask=mask)
     return case, outputs
 
 
 def load(path, *, layers=None):
-    """Read and validate a vectors file (version 1 or 2); returns ``[(Case, outputs dict), ...]``.
+    """Read and validate a vectors file (version 1, 2 or 3); returns ``[(Case, outputs dict), ...]``.
     ``layers`` (``{name: class}``) lets it rebuild networks with layer kinds of the caller's own
     (:func:`refmaml.models.from_spec`); without it only refmaml's layers are built."""
     doc = _object(read_json(path), "the file", ("format", "version", "generator", "conventions", "cases"))
@@ -365,6 +387,9 @@ def load(path, *, layers=None):
     if doc["version"] == "1" and any(not isinstance(c.model, str) or c.model not in _cases.MODELS[:2]
                                      for c, _ in loaded):
         raise InvalidFile("version 1 vectors hold logistic and softmax cases only")
+    masked = [c.id for c, _ in loaded if c.mask is not None]
+    if masked and doc["version"] != "3":
+        raise InvalidFile(f"case {masked[0]!r} has an inner_mask, which needs vectors version 3")
     ids = [c.id for c, _ in loaded]
     if len(set(ids)) != len(ids):
         raise InvalidFile("case ids must be unique")
@@ -373,8 +398,8 @@ def load(path, *, layers=None):
 
 def _options(value):
     """A results file's ``options``: which of ``check()``'s options it answers."""
-    _object(value, "options", (), ("model", "steps", "l2", "lr_grad"))
-    for flag in ("l2", "lr_grad"):
+    _object(value, "options", (), ("model", "steps", "l2", "lr_grad", "inner_mask"))
+    for flag in ("l2", "lr_grad", "inner_mask"):
         if flag in value and not isinstance(value[flag], bool):
             raise InvalidFile(f"options.{flag} must be true or false; got {value[flag]!r}")
     networks = [_cases.network_name(m) for m in _cases.all_networks()]
@@ -413,10 +438,25 @@ def read_results(path):
     if "model" in options and options["model"] not in OPTION_MODELS and options["model"] not in \
             [_cases.network_name(m) for m in _cases.all_networks(version)]:
         raise InvalidFile(f"options.model {options['model']!r} needs vectors version 3")
+    masked = options.get("inner_mask", False)
+    if masked:
+        maskable = [_cases.network_name(m) for m in _cases.MASKED_NETWORKS(version)]
+        if not maskable:
+            raise InvalidFile("options.inner_mask needs vectors version 3 (the first with masked cases)")
+        if options.get("model", maskable[0]) not in maskable:
+            raise InvalidFile(f"options.inner_mask: the vectors hold masked (ANIL) cases for {', '.join(maskable)} "
+                              f"only; got options.model {options['model']!r}")
     results = doc["results"]
     if not isinstance(results, dict) or not results:
         raise InvalidFile("results must be a non-empty object keyed by case id")
     known = {c.id: c for c in _cases.all_cases(version)}
+    for cid in results:
+        if cid in known and (known[cid].mask is not None) != masked:
+            raise InvalidFile(f"results answers case {cid!r}, " + (
+                "a case without inner_mask, in a file declaring options.inner_mask true; answer the masked "
+                "cases in one file, the others in another" if masked else
+                "a case with ANIL's inner_mask (its inputs.inner_mask): declare \"inner_mask\": true in "
+                "options, in a file of masked cases only"))
     produced = {}
     for cid, entry in results.items():
         if cid not in known:
