@@ -29,6 +29,10 @@ def _mean(xp, u, axes):
     return xp.mean(u, axis=axes, keepdims=True)
 
 
+def _sum(xp, u, axes):
+    return xp.sum(u, axis=axes, keepdims=True)
+
+
 def project(x_hat, u, axes):
     """``P(u) = u - mean(u) - x̂ mean(x̂ u)`` (B2), means over ``axes`` (the examples and positions
     of each channel); a fresh array."""
@@ -86,29 +90,56 @@ class BatchNorm:
         """``b = gamma x̂ + beta`` (B1); the context is ``(x̂, s)``, ``s (T, 1, C, 1...)``."""
         xp = array_namespace(a)
         axes = self._axes(a)
-        centred = a - _mean(xp, a, axes)
-        s = 1 / xp.sqrt(_mean(xp, centred * centred, axes) + self.eps)
-        x_hat = centred * s
+        x_hat = a - _mean(xp, a, axes)
+        s = 1 / xp.sqrt(_mean(xp, x_hat * x_hat, axes) + self.eps)
+        x_hat *= s
         gamma, beta = (self._channel(p, a) for p in params)
-        return gamma * x_hat + beta, (x_hat, s)
+        b = gamma * x_hat
+        b += beta
+        return b, (x_hat, s)
+
+    # The rules below are (B3)-(B5) with every mean over the set written out: P(u) is linear in u,
+    # and for u = (per-channel factor) x (array), mean(u) and mean(x̂ u) are the factor times sums
+    # the rule needs anyway (the gradients of gamma and beta among them). Each rule is then one
+    # combination of its arrays with per-channel coefficients.
+
+    @staticmethod
+    def _per_channel(g, a):
+        """A per-channel sum ``(T, 1, C, 1...)`` as ``(T, C)``."""
+        return g[(slice(None), 0, slice(None)) + (0,) * (a.ndim - 3)]
 
     def vjp(self, params, a, ctx, delta, need_input):
         """``delta_a = s P(gamma delta)``, ``(sum delta x̂, sum delta)`` (B3)."""
         xp = array_namespace(a)
         x_hat, s = ctx
         axes = self._axes(a)
-        grads = (xp.sum(delta * x_hat, axis=axes), xp.sum(delta, axis=axes))
+        sum_dx, sum_d = _sum(xp, delta * x_hat, axes), _sum(xp, delta, axes)
+        grads = (self._per_channel(sum_dx, a), self._per_channel(sum_d, a))
         if not need_input:
             return None, grads
-        return s * project(x_hat, self._channel(params[0], a) * delta, axes), grads
+        # s P(gamma delta) = s gamma (delta - mean(delta) - x̂ mean(x̂ delta))
+        scale = s * self._channel(params[0], a)
+        m = x_hat.size // sum_d.size
+        delta_a = scale * delta
+        delta_a -= x_hat * (scale * sum_dx / m)
+        delta_a -= scale * sum_d / m
+        return delta_a, grads
 
     def jvp(self, params, a, ctx, a_dot, p_dot):
         """``b_dot = gamma s P(a_dot) + gamma_dot x̂ + beta_dot`` (B4)."""
         x_hat, s = ctx
         gamma_dot, beta_dot = (self._channel(p, a) for p in p_dot)
-        b_dot = gamma_dot * x_hat + beta_dot
-        if a_dot is not None:
-            b_dot += self._channel(params[0], a) * s * project(x_hat, a_dot, self._axes(a))
+        if a_dot is None:
+            b_dot = gamma_dot * x_hat
+            b_dot += beta_dot
+            return b_dot
+        # gamma s (a_dot - mean(a_dot) - x̂ kappa) + gamma_dot x̂ + beta_dot, kappa = mean(x̂ a_dot)
+        xp = array_namespace(a)
+        axes = self._axes(a)
+        scale = self._channel(params[0], a) * s
+        b_dot = scale * a_dot
+        b_dot += x_hat * (gamma_dot - scale * _mean(xp, x_hat * a_dot, axes))
+        b_dot += beta_dot - scale * _mean(xp, a_dot, axes)
         return b_dot
 
     def r_vjp(self, params, a, ctx, delta, a_dot, p_dot, R_delta, need_input, second_order):
@@ -118,24 +149,46 @@ class BatchNorm:
         x_hat, s = ctx
         axes = self._axes(a)
         curved = second_order and a_dot is not None
-        x_hat_dot = s * project(x_hat, a_dot, axes) if curved else None
-        R_gamma = R_delta * x_hat
+        sum_R, sum_XR = _sum(xp, R_delta, axes), _sum(xp, R_delta * x_hat, axes)
+        m = x_hat.size // sum_R.size
+        R_gamma = sum_XR
         if curved:
-            R_gamma += delta * x_hat_dot
-        grads = (xp.sum(R_gamma, axis=axes), xp.sum(R_delta, axis=axes))
+            # x̂_dot = s P(a_dot) = s (a_dot - mean(a_dot) - x̂ kappa), kappa = mean(x̂ a_dot)
+            kappa = _mean(xp, x_hat * a_dot, axes)
+            x_hat_dot = a_dot - _mean(xp, a_dot, axes)
+            x_hat_dot -= x_hat * kappa
+            x_hat_dot *= s
+            sum_DXd = _sum(xp, delta * x_hat_dot, axes)
+            R_gamma = R_gamma + sum_DXd
+        grads = (self._per_channel(R_gamma, a), self._per_channel(sum_R, a))
         if not need_input:
             return None, grads
+        # R{delta_a} = c_R R{delta} + c_D delta + c_X x̂ + c_Xd x̂_dot + c_0: (B5) with
+        # u = gamma R{delta} + gamma_dot delta, g = gamma delta and the means of (B2) as sums
         gamma = self._channel(params[0], a)
-        R_delta *= gamma
+        c_R = s * gamma
+        mean_u, mean_xu = gamma * sum_R / m, gamma * sum_XR / m
+        c_D = None
         if second_order:
-            R_delta += self._channel(p_dot[0], a) * delta
-        R_a = s * project(x_hat, R_delta, axes)
+            gamma_dot = self._channel(p_dot[0], a)
+            sum_D, sum_XD = _sum(xp, delta, axes), _sum(xp, delta * x_hat, axes)
+            mean_u = mean_u + gamma_dot * sum_D / m
+            mean_xu = mean_xu + gamma_dot * sum_XD / m
+            c_D = s * gamma_dot
+        c_X, c_0 = -s * mean_xu, -s * mean_u
         if curved:
-            g = gamma * delta
-            kappa = _mean(xp, x_hat * a_dot, axes)
-            R_a -= (s * s * kappa) * project(x_hat, g, axes)
-            R_a -= s * (x_hat_dot * _mean(xp, x_hat * g, axes) + x_hat * _mean(xp, x_hat_dot * g, axes))
-        return R_a, grads
+            k = s * s * kappa * gamma  # -s^2 kappa P(g) = -k (delta - mean(delta) - x̂ mean(x̂ delta))
+            c_D = c_D - k
+            c_0 = c_0 + k * sum_D / m
+            c_X = c_X + (k * sum_XD - s * gamma * sum_DXd) / m
+        R_delta *= c_R
+        if c_D is not None:
+            R_delta += c_D * delta
+        R_delta += c_X * x_hat
+        if curved:
+            R_delta += (-s * gamma * sum_XD / m) * x_hat_dot
+        R_delta += c_0
+        return R_delta, grads
 
 
 class BatchNorm2d(BatchNorm):
