@@ -35,7 +35,8 @@ def _sum(xp, u, axes):
 
 def project(x_hat, u, axes):
     """``P(u) = u - mean(u) - x̂ mean(x̂ u)`` (B2), means over ``axes`` (the examples and positions
-    of each channel); a fresh array."""
+    of each channel); a fresh array. The layer's rules apply it written out, with the means as
+    per-channel factors times sums they need anyway (:meth:`BatchNorm.vjp`)."""
     xp = array_namespace(u)
     return u - _mean(xp, u, axes) - x_hat * _mean(xp, x_hat * u, axes)
 
