@@ -378,15 +378,7 @@ class DigitImages(Family):
                 "blocks": self.blocks, "channels": self.channels, "seed": self.seed,
                 "train_classes": list(self.train_classes), "test_classes": list(self.test_classes)}
 
-    def _check_sizes(self, n, m):
-        for value, name in ((n, "n (support examples)"), (m, "m (query examples)")):
-            if value % self.classes:
-                raise ValueError(f"{name} must be a multiple of ways = {self.classes} (the same number "
-                                 f"of images of each class); got {value}")
-        smallest = min(len(p) for p in self._pools.values())
-        if (n + m) // self.classes > smallest:
-            raise ValueError(f"n + m = {n + m} asks for {(n + m) // self.classes} images of each class; "
-                             f"the smallest class has {smallest}")
+    _check_sizes = Digits._check_sizes  # the same rule: whole shots of every class, within its pool
 
     def _task(self, rng, split, n, m):
         pick = rng.permutation(self.train_classes if split == "train" else self.test_classes)[: self.classes]

@@ -128,3 +128,15 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_sessionfinish(session, exitstatus):
     if _in_ci() and any(GPU_SKIP not in reason for _, reason in _SKIPPED) and session.exitstatus == 0:
         session.exitstatus = 1
+
+
+@pytest.fixture
+def one_torch_thread():
+    """PyTorch held to one thread for a module's tests (``pytestmark``): on a machine shared with other
+    jobs its two threads spin waiting for each other, and a referee suite takes minutes instead of
+    seconds; the numbers are the same."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -26,12 +26,7 @@ SINUSOID_NET = MLP((1, 40, 40, 1), "relu", "mse")
 TWO_OUTPUT_NET = MLP((2, 8, 2), "tanh", "mse")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _named(report, bug):

@@ -25,12 +25,7 @@ from .test_oracle_users import CONVNET, PLAIN, TorchUser, refmaml_model
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- a correct implementation passes -----------------------------------------------------------

@@ -357,11 +357,4 @@ def test_the_users_other_layouts_round_trip():
         assert not torch.equal(user.unpack(flat)["2.weight"], TorchUser(SINUSOID, "mse").unpack(flat)["2.weight"])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """torch on one thread (these tensors are tiny; the machine is shared)."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -27,12 +27,7 @@ CLASSIFIER = [("linear", 4, 8), ("tanh",), ("linear", 8, 3)]
 CLASSIFIER_NET = MLP((4, 8, 3), "tanh", "softmax")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- layout ---------------------------------------------------------------------------------------
