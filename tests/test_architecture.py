@@ -23,12 +23,12 @@ LAYERS = [
     ("models", {"models"}),
     ("dual", {"dual"}),
     ("policy", {"policy"}),
-    ("maml", {"maml"}),
+    ("maml", {"maml", "costs"}),
     ("variants", {"variants"}),
     ("instances", {"instances"}),
     ("oracle", {"oracle"}),
     ("applications", {"tasks", "adam", "checkpoint", "evaluate", "train", "presets", "report", "plot", "demo",
-                      "verify", "audit", "tutorial", "explain", "cli", "__main__"}),
+                      "verify", "audit", "tutorial", "explain", "figures", "cli", "__main__"}),
 ]
 FOREIGN = {"torch", "jax", "jaxlib", "tensorflow"}
 

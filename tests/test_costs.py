@@ -51,3 +51,35 @@ def test_query_gradient_cancels_from_the_break_even_of_G8(C):
         assert primal - dual == (8 * K * n * d * C - 2 * n * n * d - 2 * m * n * d - 4 * n * d * C
                                  - 4 * K * n * n * C - 4 * m * n * C)
         assert (dual < primal) == (K > (n + m) / (4 * C) + 0.5)
+
+
+@pytest.mark.parametrize("C", [1, 3])
+def test_flops_columns_of_the_cost_table_for_a_linear_network(C):
+    """costs.md (K1)-(K5), the column "flops, linear network": exact MAML 8KndC + 4mdC (M9), first
+    order 4(Kn + m)dC, Reptile 4KndC, Meta-SGD's rate gradient 2KdC more, per task."""
+    from refmaml import costs
+    n, m, d, T = 4, 6, 10, 3
+    model = models.get("softmax" if C > 1 else "logistic")
+    shape = (d, C) if C > 1 else (d,)
+    for K in range(0, 6):
+        want = {"maml": 8 * K * n * d * C + 4 * m * d * C, "first-order": 4 * (K * n + m) * d * C,
+                "reptile": 4 * K * n * d * C}
+        want["meta-sgd"] = want["maml"] + 2 * K * d * C
+        want["first-order meta-sgd"] = want["first-order"] + 2 * K * d * C
+        for method, flops in want.items():
+            assert costs.flops(model, method, T, n, m, d, shape, K) == T * flops
+
+
+def test_flops_columns_of_the_cost_table_for_a_network():
+    """costs.md (K1)-(K5), the column "flops, network", with D = sum_l d_l d_(l-1) (N9): exact MAML
+    18KnD + 6mD, first order 6(Kn + m)D, Reptile 6KnD, Meta-SGD 2K|theta| more."""
+    from refmaml import costs
+    model = models.MLP((3, 5, 4, 2), "tanh", "mse")
+    D = 3 * 5 + 5 * 4 + 4 * 2
+    n, m, T, shape = 7, 4, 2, (model.size,)
+    for K in range(0, 6):
+        want = {"maml": 18 * K * n * D + 6 * m * D, "first-order": 6 * (K * n + m) * D, "reptile": 6 * K * n * D}
+        want["meta-sgd"] = want["maml"] + 2 * K * model.size
+        want["first-order meta-sgd"] = want["first-order"] + 2 * K * model.size
+        for method, flops in want.items():
+            assert costs.flops(model, method, T, n, m, 3, shape, K) == T * flops

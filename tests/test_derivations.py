@@ -199,3 +199,15 @@ def test_every_display_is_labelled():
             if not TAG.search(m.group(2)):
                 unlabelled.append(f"{path.name}:{text[:m.start()].count(chr(10)) + 1}")
     assert not unlabelled, "displays without a label: " + ", ".join(unlabelled)
+
+
+def test_labels_appear_in_increasing_order():
+    """Each file defines its labels in the order of their numbers (a reader meets (O7) before
+    (O9)), each prefix counted on its own."""
+    disordered = []
+    for path in sorted((ROOT / "derivations").glob("*.md")):
+        numbers = [(prefix, int(n)) for prefix, n in TAG.findall(path.read_text(encoding="utf-8"))]
+        for (p, a), (q, b) in zip(numbers, numbers[1:]):
+            if p == q and b < a:
+                disordered.append(f"{path.name} defines ({q}{b}) after ({p}{a})")
+    assert not disordered, "; ".join(disordered)

@@ -258,3 +258,29 @@ def test_maml_on_linear_regression_against_torch():
     loss, g = refmaml.meta_value_and_grad(theta, **p, inner_lr=0.05, inner_steps=3, model="linear", l2=0.1)
     assert ref.rel_err(g, want.numpy()) <= 1e-12
     assert abs(float(loss) - meta.item()) <= 1e-14 * meta.item()
+
+
+# ------------------------------------------------------------------ extreme scales (Q16)
+
+@pytest.mark.parametrize("scale", [1e-157, 1e-150, 1e-100, 1e100])
+def test_closed_forms_are_exact_at_extreme_scales(scale):
+    """(Q16): multiplying every query feature and target by ``scale`` leaves the MAML optimum (Q8)
+    and the first-order fixed point (Q10) unchanged, and multiplying all features and targets leaves
+    the pooled optimum (Q13, l2 = 0) unchanged; the scaled solve finds the scale-1 answer to 1e-10
+    relative (the scaled systems differ from the scale-1 ones by the rounding of the column scales,
+    a few eps, amplified by condition numbers below about 1e2 here). Forming Q = (2/m) X_q^T X_q
+    at 1e-157 would give entries near 1e-314, below the normal range."""
+    p = _tasks(31, T=5, n=6, m=4, d=3)
+    q = dict(p, Xq=p["Xq"] * scale, yq=p["yq"] * scale)
+    everything = {k: v * scale for k, v in p.items()}
+    for rate, K in ((0.05, 2), (np.array([0.03, 0.06, 0.05]), 3)):
+        assert ref.rel_err(linear.meta_optimum(**q, inner_lr=rate, inner_steps=K),
+                           linear.meta_optimum(**p, inner_lr=rate, inner_steps=K)) <= 1e-10
+        assert ref.rel_err(linear.first_order_fixed_point(**q, inner_lr=rate, inner_steps=K),
+                           linear.first_order_fixed_point(**p, inner_lr=rate, inner_steps=K)) <= 1e-10
+    assert ref.rel_err(linear.pooled_optimum(**everything), linear.pooled_optimum(**p)) <= 1e-10
+    # per-feature scales: one query feature tiny, the others of order 1 (the unknown's entry scales back)
+    D = np.array([scale, 1.0, 1.0]) if scale < 1 else np.array([1.0, 1.0, 1.0])
+    star = linear.meta_optimum(**p, inner_lr=0.05, inner_steps=0)
+    scaled = linear.meta_optimum(p["Xs"], p["ys"], p["Xq"] * D, p["yq"], inner_lr=0.05, inner_steps=0)
+    assert ref.rel_err(scaled * D, star) <= 1e-10

@@ -16,7 +16,7 @@ import pytest
 from refmaml import cli
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "derivations"
-FILES = ["logistic.md", "softmax.md", "maml.md", "variants.md", "dual.md", "linear.md", "mlp.md"]
+FILES = ["logistic.md", "softmax.md", "maml.md", "variants.md", "dual.md", "linear.md", "mlp.md", "models.md"]
 ROUNDING = re.compile(r"(relative difference(?: with the primal walk-through)?|relative error of g_0 against it\s+=)"
                       r"\s+([0-9.e+-]+)")
 

@@ -11,7 +11,10 @@ model object the MAML functions use (``model="linear"``).
 The Hessian of the support loss does not depend on ``theta`` (Q3), so the inner loop of MAML is
 affine, ``theta_K = M theta + c`` (Q4), (Q5), and the meta-loss is quadratic in ``theta``:
 :func:`affine_map`, :func:`closed_form_meta_value_and_grad` and :func:`meta_optimum` compute what
-reverse accumulation computes, and the best initialisation, without it (Q6)-(Q9).
+reverse accumulation computes, and the best initialisation, without it (Q6)-(Q9);
+:func:`first_order_fixed_point` is where first-order MAML stops (Q10), and :func:`pooled_optimum`
+is multi-task pre-training (Q13). The three solutions are computed from scaled square-root factors
+and stay exact at any scale of the features (Q16).
 """
 
 from array_api_compat import device
@@ -152,38 +155,126 @@ def closed_form_meta_value_and_grad(theta, Xs, ys, Xq, yq, *, inner_lr, inner_st
         return _finite(p, xp.asarray(xp.mean(losses)), xp.mean(g, axis=0))
 
 
+def _query_factors(p, M, c):
+    """The stacked square-root factors of the query side, ``(T m, d)``, ``(T m, d)``, ``(T m,)``:
+    ``X_q^(t)``, ``X_q^(t) M_t`` and ``y_q^(t) - X_q^(t) c_t`` over the tasks, so that
+    ``sum_t M_t^T Q_t M_t = (2/m) A^T A`` and ``sum_t M_t^T (q_t - Q_t c_t) = (2/m) A^T z`` (Q8),
+    ``sum_t Q_t M_t = (2/m) B^T A`` and ``sum_t (q_t - Q_t c_t) = (2/m) B^T z`` (Q10)."""
+    xp = p.xp
+    T, m, d = p.Xq.shape
+    B = xp.reshape(p.Xq, (T * m, d))
+    A = xp.reshape(p.Xq @ M, (T * m, d))
+    z = xp.reshape(p.yq - (p.Xq @ c[..., None])[..., 0], (T * m,))
+    return B, A, z
+
+
+def _column_scale(xp, F):
+    """The largest magnitude of each column of ``F``, 1 where a column is 0 (no scaling)."""
+    top = xp.max(xp.abs(F), axis=0)
+    return xp.where(top > 0, top, xp.ones_like(top))
+
+
+def _solve_factored(p, B, A, z, refusal):
+    """``theta`` solving ``(B^T A) theta = B^T z`` (``B``, ``A`` of shape ``(R, d)``, ``z (R,)``),
+    computed on the scaled factors ``B / b``, ``A / a`` (column magnitudes) and ``z / zeta`` so that
+    no product of two tiny or two huge numbers is formed: the system is exact under these scalings
+    (``theta = zeta theta' / a``), and its entries are of order 1 whatever the scale of the
+    features (``derivations/linear.md`` (Q8), (Q10), (Q16)). A system of rank below ``d`` (singular
+    values of the scaled matrix at most ``d eps`` times the largest count as 0, NumPy's
+    ``matrix_rank`` rule) is a ValueError: ``refusal(rank, d)`` gives its message."""
+    xp = p.xp
+    with _xp.quiet_overflow():
+        a, b = _column_scale(xp, A), _column_scale(xp, B)
+        zeta = xp.max(xp.abs(z)) if z.shape[0] else xp.asarray(1.0, dtype=z.dtype, device=device(z))
+        zeta = xp.where(zeta > 0, zeta, xp.ones_like(zeta))
+        Bs = B / b
+        system = xp.matrix_transpose(Bs) @ (A / a)
+        rhs = xp.matrix_transpose(Bs) @ (z / zeta)
+    system, rhs = _finite(p, system, rhs)
+    d = system.shape[0]
+    sv = xp.linalg.svdvals(system)
+    top = float(xp.max(sv))
+    tol = d * _xp.eps(xp, system.dtype) * top
+    rank = int(xp.sum(xp.astype(sv > tol, xp.int64)))
+    if rank < d:
+        raise ValueError(refusal(rank, d))
+    with _xp.quiet_overflow():
+        theta = xp.linalg.solve(system, rhs[:, None])[:, 0]
+        return _finite(p, zeta * theta / a)[0]
+
+
 def meta_optimum(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
     """The initialisation that minimises the MAML meta-loss of linear regression:
-    ``derivations/linear.md`` (Q8), (Q9).
+    ``derivations/linear.md`` (Q8), (Q9), solved as in (Q16).
 
     Solves the ``d x d`` system ``(sum_t M_t^T Q_t M_t) theta = sum_t M_t^T (q_t - Q_t c_t)`` for
-    scalar, per-step and per-parameter rates. Where that matrix is singular (rank below ``d``: for
-    instance ``T m < d`` query examples, or a rate that makes some ``I - alpha H_s`` singular in
-    every task) the meta-loss has no unique minimiser, and this is a ValueError that says so.
-    Returns an array of shape ``(d,)`` in the inputs' namespace.
+    scalar, per-step and per-parameter rates, formed from the stacked factors ``X_q^(t) M_t`` with
+    their columns scaled to magnitude 1, so that features near the ends of the floating-point range
+    (``1e-150`` or ``1e100``) give the answer of the same problem at scale 1. Where that matrix is
+    singular (rank below ``d``: for instance ``T m < d`` query examples, or a rate that makes some
+    ``I - alpha H_s`` singular in every task) the meta-loss has no unique minimiser, and this is a
+    ValueError that says so. Returns an array of shape ``(d,)`` in the inputs' namespace.
     """
     p = _problem(Xs, ys, Xq, yq, inner_lr, inner_steps, l2)
-    xp = p.xp
     M, c = _affine(p)
-    with _xp.quiet_overflow():
-        Q, q = _query(p)
-        Mt = xp.matrix_transpose(M)
-        S = xp.sum(Mt @ Q @ M, axis=0)                                      # (Q8)
-        r = xp.sum((Mt @ (q - (Q @ c[..., None])[..., 0])[..., None])[..., 0], axis=0)
-    S, r = _finite(p, S, r)
-    eig = xp.linalg.eigvalsh(S)
-    d = S.shape[0]
-    top = float(xp.max(xp.abs(eig)))
-    tol = d * _xp.eps(xp, S.dtype) * top
-    rank = int(xp.sum(xp.astype(eig > tol, xp.int64)))
-    if rank < d:
-        T, m = p.Xq.shape[:2]
-        hint = f"; here T m = {T * m} < d = {d}" if T * m < d else ""
-        raise ValueError(
-            f"the meta-loss has no unique minimiser: its d x d system (derivations/linear.md (Q8)) has "
-            f"rank {rank} < d = {d} (eigenvalues at most {tol:.1e} of {top:.1e} count as 0){hint}; "
-            "more query examples (Xq) or tasks, or an inner_lr that keeps every 1 - alpha mu away from 0 "
-            "(mu an eigenvalue of the support Hessian), make it unique")
-    with _xp.quiet_overflow():
-        return _finite(p, xp.linalg.solve(S, r[:, None])[:, 0])[0]
+    _, A, z = _query_factors(p, M, c)
+    T, m = p.Xq.shape[:2]
 
+    def refusal(rank, d):
+        hint = f"; here T m = {T * m} < d = {d}" if T * m < d else ""
+        return (f"the meta-loss has no unique minimiser: its d x d system (derivations/linear.md (Q8)) has "
+                f"rank {rank} < d = {d} (singular values at most d eps times the largest count as 0){hint}; "
+                "more query examples (Xq) or tasks, or an inner_lr that keeps every 1 - alpha mu away from 0 "
+                "(mu an eigenvalue of the support Hessian), make it unique")
+
+    return _solve_factored(p, A, A, z, refusal)
+
+
+def first_order_fixed_point(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
+    """Where the first-order MAML direction vanishes on linear regression: ``derivations/linear.md``
+    (Q10), (Q11).
+
+    First-order MAML follows ``sum_t grad L_q(theta_K^(t)) = sum_t (Q_t (M_t theta + c_t) - q_t)``
+    (``derivations/maml.md`` (M8)); its fixed point solves the ``d x d`` system
+    ``(sum_t Q_t M_t) theta = sum_t (q_t - Q_t c_t)``, which is not symmetric, formed and scaled as
+    in :func:`meta_optimum` (Q16). Arguments as for :func:`meta_optimum`. A singular system (no
+    unique fixed point) is a ValueError. Returns ``(d,)`` in the inputs' namespace.
+    """
+    p = _problem(Xs, ys, Xq, yq, inner_lr, inner_steps, l2)
+    M, c = _affine(p)
+    B, A, z = _query_factors(p, M, c)
+
+    def refusal(rank, d):
+        return (f"first-order MAML has no unique fixed point: its d x d system (derivations/linear.md (Q10)) "
+                f"has rank {rank} < d = {d} (singular values at most d eps times the largest count as 0); "
+                "more query examples (Xq) or tasks, or another inner_lr, make it unique")
+
+    return _solve_factored(p, B, A, z, refusal)
+
+
+def pooled_optimum(Xs, ys, Xq, yq, *, l2=0.0):
+    """Multi-task pre-training on linear regression: the minimiser of the loss pooled over every
+    task's support and query examples, ``(1/T) sum_t L(theta; [X_s; X_q], [y_s; y_q]) `` with the
+    ridge term ``(l2/2)||theta||^2`` (``derivations/training.md`` (T9)); ``derivations/linear.md``
+    (Q13).
+
+    Least squares on all ``T (n + m)`` examples stacked, with the rows ``sqrt(T (n + m) l2 / 2) I``
+    appended when ``l2 > 0``, solved as in :func:`meta_optimum` (Q16). Arguments as for
+    :func:`meta_optimum`, without a rate. Returns ``(d,)`` in the inputs' namespace.
+    """
+    p = _problem(Xs, ys, Xq, yq, 0.0, 0, l2)
+    xp = p.xp
+    T, n, d = p.Xs.shape
+    m = p.Xq.shape[1]
+    X = xp.concat([xp.reshape(p.Xs, (T * n, d)), xp.reshape(p.Xq, (T * m, d))], axis=0)
+    y = xp.concat([xp.reshape(p.ys, (T * n,)), xp.reshape(p.yq, (T * m,))], axis=0)
+    if p.l2 > 0:
+        ridge = (T * (n + m) * p.l2 / 2) ** 0.5
+        X = xp.concat([X, ridge * xp.eye(d, dtype=X.dtype, device=device(X))], axis=0)
+        y = xp.concat([y, xp.zeros((d,), dtype=y.dtype, device=device(y))], axis=0)
+
+    def refusal(rank, d):
+        return (f"the pooled loss has no unique minimiser: its normal equations (derivations/linear.md (Q13)) "
+                f"have rank {rank} < d = {d}; more examples or l2 > 0 make it unique")
+
+    return _solve_factored(p, X, X, y, refusal)
