@@ -26,7 +26,7 @@ import json
 
 import numpy as np
 
-from . import _xp, adapt, check, dual, instances, meta_value_and_grad, models, policy, problem as validated
+from . import _validate, _xp, adapt, check, dual, instances, meta_value_and_grad, models, policy, problem as validated
 from .maml import sum_to_rate
 
 RATES = ("scalar", "per-step", "per-parameter")
@@ -86,8 +86,16 @@ def problem(model=None, *, features=2, support=3, query=2, steps=2, inner_lr=0.5
     query = _count(query, "query", "--query", 1, LIMITS["query"])
     steps = _count(steps, "steps", "--steps", 0, LIMITS["steps"])
     seed = _count(seed, "seed", "--seed", 0, 2**63 - 1)
-    if rates not in RATES:
+    if not isinstance(rates, str) or rates not in RATES:
         raise ValueError(f"rates (--rates) must be one of {', '.join(RATES)}; got {rates!r}")
+    if rates == "per-step" and steps == 0:
+        raise ValueError("rates (--rates) per-step give one rate per inner step: steps (--steps) must be at least 1")
+    inner_lr = _validate.real_number(inner_lr, "inner_lr (--inner-lr)")
+    l2 = _validate.nonnegative(l2, "l2 (--l2)")
+    largest = np.finfo(np.float64).max / 150  # drawn up to 1.5 times, then rounded to two decimals (x 100)
+    if rates != "scalar" and not abs(inner_lr) <= largest:
+        raise ValueError(f"inner_lr (--inner-lr) must be at most {largest:.3g} in magnitude with --rates {rates}: "
+                         f"the rates are drawn from 0.5 to 1.5 times it and rounded; got {inner_lr}")
     if sizes is not None:
         sizes = _sizes(sizes)
         size = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
@@ -189,6 +197,28 @@ def layer_by_layer(obj, theta, X, y, v):
 
 
 def walk(obj, name, inputs, *, first_order=False, form="primal", layers=False):
+    """:func:`_walk`, whose every number must be finite: the library's calls check their own results, the
+    walk-through's own passes (the outputs at each inner iterate) are checked here, without a warning."""
+    with _xp.quiet_overflow():
+        out = _walk(obj, name, inputs, first_order=first_order, form=form, layers=layers)
+    if not _all_finite(out):
+        raise ValueError(f"the walk-through's numbers overflow with inner_lr (--inner-lr) {inputs['inner_lr']!r} "
+                         f"and {inputs['inner_steps']} steps: use a smaller inner_lr or fewer steps")
+    return out
+
+
+def _all_finite(value):
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, (float, complex, np.ndarray, np.generic)) and not isinstance(value, np.bool_):
+        a = np.asarray(value)
+        return a.dtype.kind not in "fc" or bool(np.all(np.isfinite(a)))
+    return True
+
+
+def _walk(obj, name, inputs, *, first_order=False, form="primal", layers=False):
     """Every quantity of the computation, in order: a JSON-ready dict (see the module docstring):
     the inner loop (M2), the query loss (M3), the reverse pass (M6), (V2), first order (M8), rates (V3)-(V4);
     with ``form="dual"`` also the Gram form (G2)-(G6); with ``layers`` (a network of layers) the support
@@ -367,7 +397,8 @@ def to_text(result):
     if "dual" in result:
         g = result["dual"]
         lines += ["", "the same in the Gram form (n-dimensional coefficients)   [dual.md (G2)-(G6)]",
-                  f"  G = X_s A X_s^T = {_fmt(g['G'])}   [(G3), (G5)]", f"  M = X_q A X_s^T = {_fmt(g['M'])}",
+                  f"  calG = X_s A X_s^T = {_fmt(g['G'])}   [(G3), (G5)]",
+                  f"  calM = X_q A X_s^T = {_fmt(g['M'])}   [script G and M of dual.md, not linear.md's M]",
                   f"  Z_0 = X_s theta = {_fmt(g['Z0'])},  U_0 = X_q theta = {_fmt(g['U0'])}"]
         for f in g["forward"]:
             lines.append(f"  k = {f['k']}:  Gamma_{f['k']} = {_fmt(f['Gamma'])},  c_{f['k']} = {f['c']:.6g}   [(G2)]")

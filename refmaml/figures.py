@@ -251,7 +251,7 @@ def draw_landscape(data, path):
     for name, colour, label in (("first_order_fixed_point", "C1", "first-order fixed point"),
                                 ("pooled", "C2", "pooled least squares")):
         side.axhline(data["meta_loss_at"][name] - data["meta_loss_at"]["theta_star"], color=colour, ls="--",
-                     lw=1, label=f"F at the {label}")
+                     lw=1, label=f"F - F* at the {label}")
     side.set(xlabel="outer gradient step", ylabel="F($\\theta$) - F($\\theta^*$)",
              title=f"the meta-loss along the paths (outer step {data['outer_lr']:.3g})")
     side.legend(fontsize=9)

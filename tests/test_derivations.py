@@ -20,7 +20,7 @@ import re
 import pytest
 
 import refmaml
-from refmaml import adam, check, evaluate, maml, oracle, special, train, tutorial
+from refmaml import adam, check, costs, evaluate, maml, oracle, special, train, tutorial
 from refmaml.models import MLP, Model, linear, logistic, softmax
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -102,6 +102,9 @@ PUBLIC_MATH = [
     tutorial.output, tutorial.output_gradient, tutorial.cross_entropy, tutorial.gradient_line,
     tutorial.linear_model_gradient, tutorial.code_step, tutorial.code_step_closed_form,
     tutorial.cross_entropy_one_output,
+    linear.first_order_fixed_point, linear.pooled_optimum, linear.meta_optimum,
+    costs.passes, costs.kept_points, costs.flops, costs.checkpointed_passes, costs.recomputed_passes,
+    costs.checkpointed_primal, costs.recomputed_primal,
 ]
 
 

@@ -80,7 +80,10 @@ def test_the_gram_form_is_the_same_computation(kw, capsys):
     np.testing.assert_allclose(theta_K, result["forward"][-1]["theta"], rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(g["G"], inputs["Xs"] @ inputs["Xs"].T, rtol=1e-15)
     assert cli.main(["explain", "--form", "dual", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in kw.items()), [])]) == 0
-    assert "dual.md (G2)-(G6)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dual.md (G2)-(G6)" in out
+    # the Gram blocks are dual.md's script G and M, spelt calG and calM: linear.md's M is the affine map
+    assert "  calM = X_q A X_s^T" in out and "  M = X_q" not in out
     assert cli.main(["explain", "--form", "dual", "--sizes", "2,3,1"]) == 2
 
 

@@ -513,6 +513,7 @@ def _wrong(case, rate, *, lr_grad):
         "steps_plus_one": lambda: [_meta(case, rate, steps=K + 1)],
         "inner_on_query": lambda: [_meta(case, rate, Xs=case.Xq, ys=case.yq)],
         "meta_loss_on_support": lambda: [_meta(case, rate, Xq=case.Xs, yq=case.ys)],
+        # (O5): the rate outside the graph, its gradient zero
         "lr_no_grad": lambda: [Answer(right.loss, right.grad, np.zeros_like(right.lr_grad))] if lr_grad else [],
         "tutorial_code": lambda: tutorial_code(case, rate),
         # (O9): the ridge term in the query loss too; l2 ||theta||^2 (no 1/2) in the support loss
