@@ -33,6 +33,11 @@ from . import _xp
 
 _WAITING = contextvars.ContextVar("refmaml_waiting_checks", default=None)
 
+# Bounds on sizes and counts (RELIABILITY.md, "Bounds"): a request beyond them is a ValueError naming
+# the argument, raised before any work, instead of a MemoryError or a run without end.
+MAX_STEPS = 100_000  # inner steps K (and other iteration counts of one call): adapt, MAML, Reptile
+MAX_PARAMETERS = 10**8  # parameters of one network (800 MB per float64 vector)
+
 
 class Waiting:
     """The checks of device values that a :func:`deferred` scope holds: ``(flag, error)`` pairs in
@@ -172,7 +177,10 @@ def real_number(value, name):
         real = xp.isdtype(value.dtype, ("integral", "real floating"))
     if not real:
         raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a Python integer beyond float64's range
+        raise ValueError(f"{name} must be finite; got {_short(int(value))}, beyond float64's range") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value}")
     return value
@@ -199,29 +207,49 @@ def positive(value, name):
     return value
 
 
-def integer(value, name, minimum=0):
-    """An integer >= ``minimum`` (booleans and floats are refused)."""
+def integer(value, name, minimum=0, maximum=None):
+    """An integer >= ``minimum`` (and <= ``maximum`` if given; booleans and floats are refused)."""
     what = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+    if maximum is not None:
+        what = f"an integer from {minimum} to {maximum}"
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be {what}; got a boolean")
     try:
         k = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be {what}; got {value!r}") from None
-    if k < minimum:
-        raise ValueError(f"{name} must be {what}; got {k}")
+    if k < minimum or (maximum is not None and k > maximum):
+        raise ValueError(f"{name} must be {what}; got {_short(k)}")
     return k
 
 
+def _short(k):
+    """An integer for a message: its digits, or how many there are when they are too many."""
+    if abs(k) < 10**30:
+        return str(k)
+    return f"an integer of about {int(abs(k).bit_length() * 0.30103)} digits"  # str() refuses 4,300 digits
+
+
+def listing(names, first=5):
+    """``names`` for a message, of bounded length: the first ``first`` (each cut to 80 characters) and
+    how many more there are."""
+    names = [n if len(n) <= 80 else n[:77] + "..." for n in map(str, names)]
+    more = len(names) - first
+    return ", ".join(names[:first]) + (f" and {more} more ({len(names)} in all)" if more > 0 else "")
+
+
 def steps(value, name="inner_steps"):
-    """A non-negative integer (booleans and floats are refused)."""
-    return integer(value, name)
+    """A non-negative integer of at most :data:`MAX_STEPS` (booleans and floats are refused)."""
+    return integer(value, name, 0, MAX_STEPS)
 
 
 def _scalar(xp, device, value, name):
     """A Python or NumPy number as a 0-d array (refusing booleans and non-numbers)."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a number or an array of numbers; got a boolean")
+    if isinstance(value, int) and abs(value) >= 2**63:  # beyond int64: NumPy makes an object array
+        real_number(value, name)  # a ValueError where it is beyond float64's range too
+        value = float(value)
     if np.asarray(value).dtype.kind not in "iufc":
         raise TypeError(f"{name} must be a number; got {type(value).__name__}")
     return as_array(xp, device, np.asarray(value).item(), name)
@@ -251,7 +279,7 @@ def _finite_rate(xp, x, name, number=None):
     if number is None:
         check_finite(xp, x, name)
     else:  # x holds this value in float64 or complex128 (_scalar): finite exactly where it is
-        check_finite(_xp.NUMPY, np.asarray(number), name)
+        check_finite(_xp.NUMPY, np.asarray(float(number) if type(number) is int else number), name)
     return x
 
 

@@ -15,6 +15,7 @@ models and ``meta_value_and_grad``.
 """
 
 import ast
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -551,10 +552,21 @@ def run(claims=None):
     return [Row(c, c.check() if c.check is not None else None) for c in claims]
 
 
-def format_table(rows):
-    """The audit as a plain-text table: item (section and letter), claim, verdict, whether the
-    check reproduced it, the evidence, and the correction (files are in ``derivations/``)."""
-    header = ("item", "claim", "verdict", "checked", "evidence", "correction")
-    body = [(r.claim.id, r.claim.claim, r.claim.verdict, {None: "-", True: "yes", False: "NO"}[r.reproduced],
-             r.evidence.shows if r.evidence is not None else "-", r.claim.correction) for r in rows]
-    return _text.table(header, body, ragged=True)
+def format_table(rows, width=100):
+    """The audit as plain text at most ``width`` columns wide: one line per claim (item, that is
+    section and letter, claim, verdict, whether the check reproduced it), then, indented under
+    it, the evidence of the check and the correction (files are in ``derivations/``)."""
+    header = ("item", "claim", "verdict", "checked")
+    body = [(r.claim.id, r.claim.claim, r.claim.verdict, {None: "-", True: "yes", False: "NO"}[r.reproduced])
+            for r in rows]
+    lines = _text.table(header, body, ragged=True).split("\n")
+    indent = " " * (max(len(line[0]) for line in [header, *body]) + 2)
+    out = lines[:2]
+    for r, line in zip(rows, lines[2:], strict=True):
+        out.append(line)
+        for name, text in (("evidence", r.evidence.shows if r.evidence is not None else None),
+                           ("correction", r.claim.correction)):
+            if text:
+                out += textwrap.wrap(text, width, initial_indent=f"{indent}{name + ':':<12}",
+                                     subsequent_indent=indent + " " * 12, break_on_hyphens=False)
+    return "\n".join(out)

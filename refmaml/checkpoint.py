@@ -7,6 +7,7 @@ sees the previous complete file or the new complete file, never a partial one.
 
 Reading: no pickle (``allow_pickle=False``), and every member is checked before
 its data is read: the archive's member names must be exactly the expected ones,
+each stored or deflated (as ``np.savez`` and ``np.savez_compressed`` write them), not encrypted,
 each header must declare a plain numeric, boolean or string dtype, and the size
 the header declares must equal the size stored in the archive (so a forged
 header cannot make the reader allocate more than the file holds).
@@ -19,9 +20,10 @@ import zlib
 
 import numpy as np
 
-from . import _atomic
+from . import _atomic, _validate
 
 MAX_BYTES = 2**31  # refuse archives whose members declare more than 2 GiB together
+METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}  # np.savez, np.savez_compressed
 
 
 class InvalidCheckpoint(ValueError):
@@ -63,7 +65,7 @@ def read(path, required, optional=()):
         archive = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise InvalidCheckpoint(f"checkpoint {path!r} does not exist") from None
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, ValueError, EOFError) as exc:
         raise InvalidCheckpoint(f"checkpoint {path!r} is not a readable .npz archive ({exc})") from None
     with archive:
         members = {info.filename: info for info in archive.infolist()}
@@ -72,9 +74,16 @@ def read(path, required, optional=()):
         extra = sorted(set(members) - allowed)
         if missing or extra:
             raise InvalidCheckpoint(f"checkpoint {path!r} does not hold the expected fields"
-                                    + (f"; missing: {', '.join(missing)}" if missing else "")
-                                    + (f"; unexpected: {', '.join(extra)}" if extra else ""))
+                                    + (f"; missing: {_validate.listing(missing)}" if missing else "")
+                                    + (f"; unexpected: {_validate.listing(extra)}" if extra else ""))
         names = [m[:-4] for m in members]
+        for name, info in members.items():  # what np.savez writes: no other compression, no encryption
+            if info.compress_type not in METHODS:
+                raise InvalidCheckpoint(f"checkpoint {path!r}: member {name!r} declares compression method "
+                                        f"{info.compress_type}; only {' and '.join(METHODS.values())} members are read")
+            if info.flag_bits & 0x41:
+                raise InvalidCheckpoint(f"checkpoint {path!r}: member {name!r} is marked encrypted; "
+                                        "checkpoints are never encrypted")
         total = sum(info.file_size for info in members.values())
         if total > MAX_BYTES:
             raise InvalidCheckpoint(f"checkpoint {path!r} declares {total} bytes; the limit is {MAX_BYTES}")
@@ -86,9 +95,10 @@ def read(path, required, optional=()):
                     _header(f, name, info.file_size)
                 with archive.open(info) as f:
                     out[name] = np.lib.format.read_array(f, allow_pickle=False)
-            except InvalidCheckpoint:
-                raise
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            except InvalidCheckpoint as exc:
+                raise InvalidCheckpoint(f"checkpoint {path!r}: {exc}") from None
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+                    RuntimeError) as exc:  # the last two: a zip feature or version zipfile does not take
                 raise InvalidCheckpoint(f"checkpoint {path!r}: member {name!r} could not be read ({exc})") \
                     from None
     return out

@@ -13,10 +13,13 @@ from .train import METHODS, Config
 
 
 def _presets_text():
+    import textwrap
+
     keys = ("inner_lr", "inner_steps", "iterations", "meta_batch", "outer_lr", "support", "query")
     lines = ["presets (the defaults of each family; options given override them):"]
-    for family, values in PRESETS.items():
-        lines.append(f"  {family:17s} " + ", ".join(f"{k} {values[k]}" for k in keys))
+    for family, values in PRESETS.items():  # wrapped to 100 columns, continued under the values
+        lines += textwrap.wrap(f"  {family:17s} " + ", ".join(f"{k} {values[k]}" for k in keys), 100,
+                               subsequent_indent=" " * 20, break_on_hyphens=False)
     return "\n".join(lines)
 
 
@@ -38,6 +41,24 @@ def _writable(directory, what):
             pass
     except OSError as exc:
         raise ValueError(f"{what} {directory!r} cannot be written ({exc.strerror or exc})") from None
+
+
+def _flag_range(value, flag, minimum, maximum):
+    """An integer option in ``[minimum, maximum]``, or a ValueError naming the flag."""
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{flag} must be an integer from {minimum} to {maximum}; got {value}")
+
+
+def _flags_apply(given, method):
+    """Refuse a training option that the method would ignore: ``--lam`` is implicit MAML's alone, and
+    the methods that are not trained (zero, random) take no iterations, meta-batch or outer rate."""
+    from .train import UNTRAINED
+
+    if "lam" in given and method != "imaml":
+        raise ValueError(f"--lam is implicit MAML's proximal strength; it does not apply to --method {method}")
+    ignored = [f"--{k.replace('_', '-')}" for k in ("iterations", "meta_batch", "outer_lr") if k in given]
+    if method in UNTRAINED and ignored:
+        raise ValueError(f"--method {method} is not meta-trained; {', '.join(ignored)} would be ignored")
 
 
 def _verify(args):
@@ -62,9 +83,9 @@ def _audit(args):
     checked = [r for r in rows if r.reproduced is not None]
     failed = sum(not r.reproduced for r in checked)
     wrong = sum(r.claim.verdict != "correct" for r in rows)
-    print(f"\n{len(rows)} claims, {wrong} not correct as written; {len(checked)} checked by "
-          f"computation: {len(checked) - failed} reproduce their verdict, {failed} do not "
-          f"(details: {audit.ERRATA})")
+    print(f"\n{len(rows)} claims, {wrong} not correct as written\n{len(checked)} checked by "
+          f"computation: {len(checked) - failed} reproduce their verdict, {failed} do not"
+          f"\n(details: {audit.ERRATA})")
     return 1 if failed else 0
 
 
@@ -89,10 +110,10 @@ def _check(args):
     return code
 
 
-def _finish(report, out, seconds=None):
+def _finish(report, out, seconds=None, all_steps=False):
     from .report import format_table, write
 
-    print(format_table(report))
+    print(format_table(report, all_steps=all_steps))
     json_path, figure = write(report, out)
     print(f"\nresults: {json_path}")
     print(f"figure:  {figure}" if figure else
@@ -120,11 +141,14 @@ def _demo(args):
 
     if not _needs_data(args.family):
         return 2
-    if args.eval_tasks < 2:
-        return _fail("demo", f"--eval-tasks must be at least 2; got {args.eval_tasks}")
+    from . import train
+
     try:
+        _flag_range(args.eval_tasks, "--eval-tasks", 2, train.MAX_TASKS)
+        _flag_range(args.seed, "--seed", 0, train.MAX_SEED)
+        train.require_backend(args.backend)
         _writable(args.out, "--out")
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:
         return _fail("demo", exc)
     _malloc.keep_freed_blocks()
     t0 = time.perf_counter()
@@ -135,7 +159,7 @@ def _demo(args):
                               progress=not args.quiet)
     except ImportError as exc:
         return _fail("demo", exc)
-    return _finish(report, args.out, time.perf_counter() - t0)
+    return _finish(report, args.out, time.perf_counter() - t0, args.all_steps)
 
 
 def _train(args):
@@ -155,12 +179,12 @@ def _train(args):
             preset = PRESETS[given.get("family", train.Config.family)]
             config = train.Config(**{**preset, **given})
         config = config.validated()
+        _flags_apply(given, config.method)
         if not _needs_data(config.family):
             return 2
-        if args.eval_tasks < 2:
-            raise ValueError(f"--eval-tasks must be at least 2; got {args.eval_tasks}")
-        if args.checkpoint_every < 0:
-            raise ValueError(f"--checkpoint-every must be >= 0; got {args.checkpoint_every}")
+        _flag_range(args.eval_tasks, "--eval-tasks", 2, train.MAX_TASKS)
+        _flag_range(args.checkpoint_every, "--checkpoint-every", 0, train.MAX_ITERATIONS)
+        train.require_backend(config.backend)  # before any folder is made
         if args.resume and saved.iteration > config.iterations and config.method not in train.UNTRAINED:
             raise ValueError(f"the checkpoint {args.resume} holds {saved.iteration} iterations, more than "
                              f"--iterations {config.iterations}: give --iterations {saved.iteration} or more")
@@ -183,8 +207,11 @@ def _train(args):
         seconds = time.perf_counter() - t0
     except (TypeError, ValueError, OSError, ImportError) as exc:  # InvalidCheckpoint is a ValueError
         return _fail("train", exc)
-    report = results.report({config.method: (state, seconds)}, eval_tasks=args.eval_tasks)
-    code = _finish(report, args.out, seconds)
+    try:
+        report = results.report({config.method: (state, seconds)}, eval_tasks=args.eval_tasks)
+    except ValueError as exc:  # the evaluation's adaptation overflowed (the run is saved, if a checkpoint was asked)
+        return _fail("train", f"the evaluation after training failed: {exc}")
+    code = _finish(report, args.out, seconds, args.all_steps)
     if target:
         print(f"checkpoint: {target} (iteration {state.iteration})")
     return code
@@ -203,6 +230,24 @@ def _explain(args):
     except (TypeError, ValueError) as exc:
         return _fail("explain", exc)
     print(explain.to_json(result) if args.json else explain.to_text(result))
+    return 0
+
+
+def _figures(args):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return _fail("figures", "drawing the figures needs matplotlib, which is not installed: "
+                                "pip install 'refmaml[plot]'")
+    from . import figures
+
+    try:
+        _writable(args.out, "--out")
+        paths = figures.make_all(args.out)
+    except (ValueError, OSError) as exc:
+        return _fail("figures", exc)
+    for path in paths:
+        print(path)
     return 0
 
 
@@ -241,6 +286,8 @@ def build_parser():
                    help="array library (default numpy; cupy needs CuPy and an NVIDIA GPU)")
     p.add_argument("--eval-tasks", type=int, default=500, help="held-out tasks (default 500)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--all-steps", dest="all_steps", action="store_true",
+                   help="print every adaptation step's column (default: steps 0, 1 and the last)")
     p.set_defaults(run=_demo)
     p = sub.add_parser("train", help="meta-train one method; checkpoints, resume, evaluation",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_presets_text())
@@ -281,6 +328,8 @@ def build_parser():
     p.add_argument("--out", default="refmaml-train", help="directory for results.json and figure.png "
                                                           "(default ./refmaml-train)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--all-steps", dest="all_steps", action="store_true",
+                   help="print every adaptation step's column (default: steps 0, 1 and the last)")
     p.set_defaults(run=_train)
     p = sub.add_parser("explain", help="walk through one meta-gradient with its numbers, each line with its "
                                         "equation")
@@ -310,6 +359,12 @@ def build_parser():
     p.set_defaults(run=_explain)
     p = sub.add_parser("audit", help="check every claim of the seed tutorial and print the errata table")
     p.set_defaults(run=_audit)
+    p = sub.add_parser("figures", help="draw the figures of the derivations (PNG) and write the numbers they "
+                                        "draw (figures.json); needs matplotlib")
+    p.add_argument("--out", default="refmaml-figures",
+                   help="directory to write into (created if missing; default ./refmaml-figures; the "
+                        "committed copies: --out derivations/figures)")
+    p.set_defaults(run=_figures)
     return parser
 
 

@@ -23,6 +23,9 @@ def compare(family="sinusoid", *, methods=None, seed=0, backend="numpy", eval_ta
             progress=False, **overrides):
     """Train every method of the family's plan (or ``methods``) and evaluate it on ``eval_tasks``
     held-out tasks. Returns the report of :func:`refmaml.report.report`."""
+    from . import _validate
+
+    _validate.integer(seed, "seed", 0, train.MAX_SEED)
     runs = {}
     for name, c in configs(family, methods=methods, seed=seed, backend=backend, **overrides).items():
         t0 = time.perf_counter()

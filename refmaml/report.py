@@ -16,6 +16,7 @@ on average.
 import json
 import os
 import platform
+import textwrap
 
 import numpy as np
 
@@ -25,14 +26,14 @@ from .maml import adapt
 from .presets import plan
 
 TUNED = "-tuned"
-LABELS = {"zero": "zero init + fine-tune", "pretrain": "multi-task pre-training + fine-tune",
-          "zero-tuned": "zero init + fine-tune, tuned rate",
-          "pretrain-tuned": "pre-training + fine-tune, tuned rate",
-          "random": "random init + fine-tune", "random-tuned": "random init + fine-tune, tuned rate",
+LABELS = {"zero": "zero init + fine-tune", "pretrain": "pre-training + fine-tune",
+          "zero-tuned": "zero init, tuned rate", "pretrain-tuned": "pre-training, tuned rate",
+          "random": "random init + fine-tune", "random-tuned": "random init, tuned rate",
           "maml": "MAML (exact)", "fomaml": "first-order MAML", "anil": "ANIL (head only)",
           "reptile": "Reptile",
           "imaml": "iMAML", "metasgd": "Meta-SGD", "imaml-proximal": "iMAML, proximal solve",
-          "truth": "true task parameters (ceiling)"}
+          "truth": "true parameters (ceiling)"}
+WIDTH = 100  # the columns every printed table fits in
 RATE_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 TUNE_TASKS = 200
 
@@ -160,7 +161,7 @@ def report(runs, *, eval_tasks=500):
                 "rate_chosen_on_training_tasks": key.endswith(TUNED),
                 "diverged_after_step": None if finite == steps else finite,
                 **_row(accuracy, loss),
-                "curve": [list(p) for p in state.curve],
+                "curve": [[None if v != v else v for v in p] for p in state.curve],  # NaN: no interval (version 1)
                 "train_objective": state.losses,
             }
         if name == "imaml":
@@ -213,9 +214,7 @@ def _cell(s):
 
 def _rate(r):
     rate = r["rate"]
-    if not isinstance(rate, float):
-        return "learned"
-    return f"{rate:g}{' (tuned)' if r['rate_chosen_on_training_tasks'] else ''}"
+    return f"{rate:g}" if isinstance(rate, float) else "learned"
 
 
 def _verdict(d, sign):
@@ -224,45 +223,101 @@ def _verdict(d, sign):
         "worse" if sign * lo < 0 and sign * hi < 0 else "no significant difference"
 
 
-def format_table(report):
+def same_as_untuned(report, name):
+    """Whether the tuned row ``name`` repeats its untuned row: the tuning chose the shared rate,
+    so every number is the same computation."""
+    base = report["methods"].get(name.removesuffix(TUNED)) if name.endswith(TUNED) else None
+    r = report["methods"][name]
+    return base is not None and r["rate"] == base["rate"] and r["loss"] == base["loss"] \
+        and r["accuracy"] == base["accuracy"]
+
+
+def _blocks(rows, columns, width):
+    """Split ``columns`` (header, cells) into blocks that each fit ``width`` columns next to the
+    row labels ``rows`` (header, cells): the label columns repeat at the start of every block."""
+    def need(col):
+        return max(len(c) for c in [col[0], *col[1]])
+    fixed = sum(need(c) + 2 for c in rows)
+    blocks, used = [[]], fixed
+    for col in columns:
+        if blocks[-1] and used + need(col) > width:
+            blocks.append([])
+            used = fixed
+        blocks[-1].append(col)
+        used += need(col) + 2
+    return blocks
+
+
+def format_table(report, all_steps=False, width=WIDTH):
     """The results table: the query metric (accuracy, or MSE for regression; mean ± 95% half-width
-    over tasks) after each number of plain gradient steps, then the paired differences."""
+    over tasks) after 0, 1 and K plain gradient steps (``all_steps``: after every step, in blocks of
+    columns), then the paired differences; every line at most ``width`` columns. A tuned baseline
+    row whose tuning chose the shared rate repeats its untuned row: it is printed as one note."""
     K = report["steps"]
     regression = report.get("metric") == "mse"
     support = next(iter(report["configs"].values()))["support"]
-    head = ["method", "rate"] + [f"step {k}" for k in range(K + 1)] + ([] if regression else [f"loss, step {K}"])
-    rows = []
-    for name, r in report["methods"].items():
-        if name in ("imaml-proximal", "truth"):
-            last = [_cell(r["loss"])] if regression else [_cell(r["accuracy"]), _cell(r["loss"])]
-            cells = [r["label"], "-"] + ["" for _ in range(K)] + last
-        elif regression:
-            cells = [r["label"], _rate(r)] + [_cell(q) for q in r["loss"]]
-        else:
-            cells = [r["label"], _rate(r)] + [_cell(a) for a in r["accuracy"]] + [_cell(r["loss"][-1])]
-        rows.append(cells)
-    lines = [_text.table(head, rows), ""]
+    shown = list(range(K + 1)) if all_steps else sorted({0, min(1, K), K})
+    names = list(report["methods"])
+    same = {n for n in names if same_as_untuned(report, n)}
+    labels, rates, columns = [], [], {}
+    for name in names:
+        r = report["methods"][name]
+        labels.append(r["label"])
+        rates.append("-" if name in ("imaml-proximal", "truth") else _rate(r))
+    for k in shown:
+        cells = []
+        for name in names:
+            r = report["methods"][name]
+            if name in same:
+                cells.append("")
+            elif name in ("imaml-proximal", "truth"):  # one number: at the last step
+                cells.append(_cell(r["loss"] if regression else r["accuracy"]) if k == K else "")
+            else:
+                cells.append(_cell((r["loss"] if regression else r["accuracy"])[k]))
+        columns[f"step {k}"] = cells
+    if not regression:
+        columns[f"loss, step {K}"] = ["" if n in same else _cell(report["methods"][n]["loss"] if n in (
+            "imaml-proximal", "truth") else report["methods"][n]["loss"][-1]) for n in names]
+    lines = []
+    for block in _blocks([("method", labels), ("rate", rates)], list(columns.items()), width):
+        head = ["method", "rate"] + [h for h, _ in block]
+        rows = [[labels[i], rates[i]] + [cells[i] for _, cells in block] for i in range(len(names))]
+        text = _text.table(head, rows).split("\n")
+        lead = max(len(x) for x in ["method", *labels]) + 2 + max(len(x) for x in ["rate", *rates]) + 2
+        for i, name in enumerate(names):
+            line = text[2 + i]
+            if name in same:
+                note = "same as the row above (the tuning chose the shared rate)"
+                line = line[:lead] + (note if lead + len(note) <= width else "= the row above")
+            text[2 + i] = line
+        lines += [line.rstrip() for line in text] + [""]
     fam = report["family"]
     what = "query MSE" if regression else "query accuracy"
-    lines.append(f"{what} on {report['eval_tasks']} held-out tasks of {fam['name']} "
-                 f"({report.get('query', '')} query examples each; mean ± half-width of the 95% interval over "
-                 f"tasks), after k plain gradient steps on each task's {support} support examples")
+    lines += _wrap(f"{what} on {report['eval_tasks']} held-out tasks of {fam['name']} "
+                   f"({report.get('query', '')} query examples each; mean ± half-width of the 95% interval "
+                   f"over tasks), after k plain gradient steps on each task's {support} support examples", width)
+    if len(shown) < K + 1:
+        lines.append(f"(steps {', '.join(map(str, shown[:-1]))} and {K} of 0-{K}; every step: --all-steps, "
+                     "or results.json)")
     if report["paired"]:
-        lines.append(f"paired with the better baseline ({LABELS[report['better_baseline']]}) on the same "
-                     f"tasks, after step {K} (difference, 95% interval):")
-        kinds = (("loss", -1),) if regression else (("accuracy", 1), ("loss", -1))
+        lines += _wrap(f"paired with the better baseline ({LABELS[report['better_baseline']]}) on the same "
+                       f"tasks, after step {K} (difference, 95% interval):", width)
+        kinds = (("loss", "MSE", -1),) if regression else (("accuracy", "accuracy", 1), ("loss", "loss", -1))
+        pad = max(len(label) for _, label, _ in kinds)
         for name, p in report["paired"].items():
-            cells = []
-            for what, sign in kinds:
+            for i, (what, label, sign) in enumerate(kinds):
                 d = p[f"{what}_difference"]
+                lead = f"  {LABELS[name] if i == 0 else '':<18} {label:<{pad}} "
                 if d is None:
-                    cells.append(f"{what}: diverged")
+                    lines.append(f"{lead}diverged")
                     continue
                 lo, hi = d["ci95"]
-                label = "MSE" if regression else what
-                cells.append(f"{label} {d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] {_verdict(d, sign):<25}")
-            lines.append((f"  {LABELS[name]:<18} " + "  ".join(cells)).rstrip())
+                lines.append(f"{lead}{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] {_verdict(d, sign)}")
     return "\n".join(lines)
+
+
+def _wrap(text, width):
+    return textwrap.wrap(text, width, break_on_hyphens=False)
 
 
 def write(report, out):

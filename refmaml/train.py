@@ -45,7 +45,19 @@ HEAD_ONLY = ("anil",)  # methods whose inner loop adapts the last layer only (T1
 FORMAT, VERSION = "refmaml-checkpoint", 2
 READABLE = (1, 2)  # version 1 kept no interval with its curve (read as NaN half-widths)
 Invalid = checkpoint.InvalidCheckpoint
+# Bounds of a configuration (RELIABILITY.md, "Bounds"): beyond them a run would exhaust memory or never end.
+MAX_ITERATIONS = 10**9  # iterations and eval_every
+MAX_TASKS = 100_000  # meta_batch, curve_tasks (and the command line's --eval-tasks)
+MAX_EXAMPLES = 10**6  # support and query each, and the examples of one batch of tasks: tasks x (support + query)
+MAX_SEED = 2**63 - 1
 
+
+
+def require_backend(name):
+    """Raise the ImportError of a missing array library now, before any work or folder: ``name`` is
+    a backend of :func:`refmaml._xp.backend` (``None`` or ``"numpy"`` always present)."""
+    if name is not None and name != "numpy":
+        _xp.backend(name)
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -82,10 +94,19 @@ class Config:
                              f"{', '.join(tasks.NETWORK_FAMILIES)})")
         if self.backend not in _xp.BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(_xp.BACKENDS)}; got {self.backend!r}")
-        for name, minimum in (("inner_steps", 0), ("meta_batch", 1), ("iterations", 0), ("support", 1),
-                              ("query", 1), ("seed", 0), ("eval_every", 0), ("curve_tasks", 2)):
-            _validate.integer(getattr(self, name), name, minimum)
-        _validate.real_number(self.inner_lr, "inner_lr")
+        for name, minimum, maximum in (("inner_steps", 0, _validate.MAX_STEPS), ("meta_batch", 1, MAX_TASKS),
+                                       ("iterations", 0, MAX_ITERATIONS), ("support", 1, MAX_EXAMPLES),
+                                       ("query", 1, MAX_EXAMPLES), ("seed", 0, MAX_SEED),
+                                       ("eval_every", 0, MAX_ITERATIONS), ("curve_tasks", 2, MAX_TASKS)):
+            _validate.integer(getattr(self, name), name, minimum, maximum)
+        for name in ("meta_batch", "curve_tasks"):
+            examples = getattr(self, name) * (self.support + self.query)
+            if examples > MAX_EXAMPLES:
+                raise ValueError(f"{name} x (support + query) = {getattr(self, name)} x {self.support + self.query} "
+                                 f"= {examples} examples; a batch of tasks holds at most {MAX_EXAMPLES}")
+        if _validate.real_number(self.inner_lr, "inner_lr") < 0:  # the library takes it; training on it ascends
+            raise ValueError(f"inner_lr must be >= 0 for training (a negative rate climbs the support loss); "
+                             f"got {self.inner_lr}")
         _validate.l2(self.l2)
         _validate.positive(self.outer_lr, "outer_lr")
         _validate.positive(self.lam, "lam")
@@ -103,8 +124,8 @@ class Config:
         if set(fields) != names:
             missing, extra = sorted(names - set(fields)), sorted(set(fields) - names)
             raise ValueError("configuration fields do not match"
-                             + (f"; missing: {', '.join(missing)}" if missing else "")
-                             + (f"; unexpected: {', '.join(extra)}" if extra else ""))
+                             + (f"; missing: {_validate.listing(missing)}" if missing else "")
+                             + (f"; unexpected: {_validate.listing(extra)}" if extra else ""))
         return cls(**fields).validated()
 
 
@@ -316,7 +337,9 @@ def _rng(text):
         if not (isinstance(state, dict) and state.get("bit_generator") == "PCG64"):
             raise ValueError("not a PCG64 state")
         bit_generator.state = state
-    except (ValueError, TypeError, KeyError) as exc:
+    except RecursionError:
+        raise Invalid("checkpoint field 'rng' is not a PCG64 generator state (JSON nested too deep)") from None
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise Invalid(f"checkpoint field 'rng' is not a PCG64 generator state ({exc})") \
             from None
     return np.random.Generator(bit_generator)
@@ -332,6 +355,10 @@ def load(path, config=None):
     per_param = [f"{p}{k}" for k in ("theta", "rates") for p in ("param_", "adam_m_", "adam_v_")]
     head = checkpoint.read(path, ["format", "version", "config", "iteration", "rng", "losses", "curve"]
                            + per_param[:3], per_param[3:])
+    present = [name for name in per_param[3:] if name in head]
+    if present and len(present) != 3:
+        raise Invalid(f"{path!r}: learned rates need the fields {', '.join(per_param[3:])} together; it holds "
+                      f"{', '.join(present)} only")
     if _scalar(head, "format", "U") != FORMAT:
         raise Invalid(f"{path!r} is not a refmaml checkpoint")
     version = _scalar(head, "version", "i")
@@ -340,8 +367,13 @@ def load(path, config=None):
                       f"{', '.join(map(str, READABLE))}")
     try:
         saved = Config.from_dict(json.loads(_scalar(head, "config", "U")))
+    except RecursionError:
+        raise Invalid(f"{path!r} holds an invalid configuration: its JSON is nested too deep") from None
     except (ValueError, TypeError) as exc:
         raise Invalid(f"{path!r} holds an invalid configuration: {exc}") from None
+    if version == 1 and saved.family in tasks.NETWORK_FAMILIES:
+        raise Invalid(f"{path!r} has checkpoint version 1 and the family {saved.family!r}: version 1 predates "
+                      "the network families, so it was not written by refmaml")
     if config is not None:
         config = config.validated()
         differ = [k for k, v in config.as_dict().items() if k != "iterations" and saved.as_dict()[k] != v]
@@ -369,8 +401,8 @@ def load(path, config=None):
                 raise Invalid(f"checkpoint field {prefix + k!r} holds negative second moments")
             into[k] = put(a)
     losses, curve = head["losses"], head["curve"]
-    if losses.dtype != np.float64 or losses.shape != (iteration,):
-        raise Invalid(f"checkpoint field 'losses' must be float64 of shape ({iteration},)")
+    if losses.dtype != np.float64 or losses.shape != (iteration,) or not np.all(np.isfinite(losses)):
+        raise Invalid(f"checkpoint field 'losses' must be finite float64 of shape ({iteration},)")
     columns = 2 if version == 1 else 3
     if curve.dtype != np.float64 or curve.ndim != 2 or curve.shape[1] != columns \
             or not np.all(np.isfinite(curve[:, :2])):

@@ -30,8 +30,8 @@ import warnings
 import numpy as np
 
 import refmaml
-from refmaml import check, evaluate, oracle, special, tasks
-from refmaml.models import linear, logistic, softmax
+from refmaml import check, evaluate, explain, oracle, special, tasks, train
+from refmaml.models import MLP, linear, logistic, softmax
 
 from . import reference
 
@@ -424,6 +424,140 @@ def _drop(make, names):
 ENTRIES = _entries()
 
 
+# --- networks: the MLP and its methods, MAML through networks, explain, training on the sinusoid ------
+
+HEAD_LABELS = {"mse": "linear", "logistic": "logistic", "softmax": "softmax"}  # the labels' kind, as above
+
+
+def _network(draw):
+    """A small MLP of any head and activation, with or without a hidden layer: ``(net, d, C)``."""
+    loss = ("mse", "logistic", "softmax")[draw(0, 2)]
+    d, C = draw(1, 3), draw(2, 3)
+    out = C if loss == "softmax" else 1
+    sizes = (d, draw(1, 3), out) if draw(0, 1) else (d, out)
+    return MLP(sizes, ("tanh", "relu")[draw(0, 1)], loss), d, C
+
+
+def _network_task(with_v=False, predict=False):
+    def make(rng, draw):
+        net, d, C = _network(draw)
+        T = draw(0, 2)
+        lead = (T,) if T else ()
+        n = draw(1, 4)
+        kind = HEAD_LABELS[net.loss_name]
+        args = {"net": net, "theta": net.init(draw(0, 3)), "X": rng.standard_normal(lead + (n, d))}
+        kinds = {"theta": "param", "X": "features"}
+        if not predict:
+            args.update(y=_labels(rng, kind, lead + (n,), C), l2=0.1 * draw(0, 1))
+            kinds.update(y=kind + "-labels", l2="l2")
+        if with_v:
+            args["v"] = rng.standard_normal(net.size)
+            kinds["v"] = "param"
+        return args, kinds
+
+    return make
+
+
+def _network_method(fn):
+    def call(a):
+        net = a["net"]
+        if fn == "predict":
+            return net.predict(a["theta"], a["X"])
+        extra = (a["v"],) if fn == "hvp" else ()
+        return getattr(net, fn)(a["theta"], a["X"], a["y"], *extra, l2=a["l2"])
+
+    return call
+
+
+def _network_maml(query=True):
+    def make(rng, draw):
+        net, d, C = _network(draw)
+        T, n, m = draw(1, 3), draw(1, 4), draw(1, 4)
+        kind = HEAD_LABELS[net.loss_name]
+        args = {"theta": net.init(draw(0, 3)), "Xs": rng.standard_normal((T, n, d)),
+                "ys": _labels(rng, kind, (T, n), C), "model": net, "l2": 0.1 * draw(0, 1),
+                "inner_lr": 0.3, "inner_steps": draw(0, 3)}
+        kinds = {"theta": "param", "Xs": "features", "ys": kind + "-labels", "model": "choice", "l2": "l2",
+                 "inner_lr": "rate", "inner_steps": "steps"}
+        if query:
+            args.update(Xq=rng.standard_normal((T, m, d)), yq=_labels(rng, kind, (T, m), C))
+            kinds.update(Xq="features", yq=kind + "-labels")
+        return args, kinds
+
+    return make
+
+
+def _mlp_args(rng, draw):
+    sizes = tuple(draw(1, 4) for _ in range(draw(2, 4)))
+    return ({"sizes": sizes, "activation": ("tanh", "relu")[draw(0, 1)], "loss": "mse", "seed": draw(0, 3)},
+            {"sizes": "sizes", "activation": "choice", "loss": "choice", "seed": "count"})
+
+
+def _explain_call(a):
+    obj, name, inputs = explain.problem(**a)
+    return explain.walk(obj, name, inputs)
+
+
+def _explain_args(network):
+    def make(rng, draw):
+        rates = explain.RATES[draw(0, 2)]
+        args = {"features": draw(1, 3), "support": draw(1, 3), "query": draw(1, 3),
+                "steps": draw(int(rates == "per-step"), 2), "inner_lr": 0.5, "rates": rates, "l2": 0.1 * draw(0, 1),
+                "seed": draw(0, 3)}
+        kinds = {"features": "bounded-count", "support": "bounded-count", "query": "bounded-count",
+                 "steps": "bounded-count", "inner_lr": "rate", "rates": "choice", "l2": "l2", "seed": "train-seed"}
+        if network:
+            args.update(sizes=",".join(str(draw(1, 3)) for _ in range(draw(2, 3))),
+                        activation=("tanh", "relu")[draw(0, 1)], loss="mse")
+            kinds.update(sizes="sizes-text", activation="optional-choice", loss="optional-choice")
+        else:
+            args["model"] = ("logistic", "softmax", "linear")[draw(0, 2)]
+            kinds["model"] = "optional-choice"
+        return args, kinds
+
+    return make
+
+
+def _train_call(a):
+    state = train.train(train.Config(**a))
+    return state.params["theta"], np.array(state.losses), np.array(state.curve).reshape(-1, 3)
+
+
+def _train_args(rng, draw):
+    args = {"family": "sinusoid", "method": ("maml", "fomaml", "anil", "metasgd", "reptile", "pretrain")[draw(0, 5)],
+            "inner_lr": 0.01, "inner_steps": draw(0, 2), "meta_batch": draw(1, 2), "iterations": draw(0, 2),
+            "outer_lr": 0.01, "support": draw(1, 3), "query": draw(1, 2), "l2": 0.0, "lam": 1.0,
+            "seed": draw(0, 3), "eval_every": draw(0, 1), "curve_tasks": 2}
+    kinds = {"family": "choice", "method": "choice", "inner_lr": "rate", "inner_steps": "steps",
+             "meta_batch": "train-count", "iterations": "train-count", "outer_lr": "positive",
+             "support": "train-count", "query": "train-count", "l2": "l2", "lam": "positive", "seed": "train-seed",
+             "eval_every": "train-count", "curve_tasks": "train-count"}
+    return args, kinds
+
+
+def _network_entries():
+    partners = {**LABEL_PARTNERS, **FEATURE_PARTNERS, "theta": ("X", "Xs"), "v": ("theta",), "inner_lr": ("theta",)}
+    out = [Entry(f"MLP.{fn}", _network_method(fn), _network_task(with_v=fn == "hvp", predict=fn == "predict"),
+                 partners) for fn in ("loss", "grad", "hvp", "hessian", "predict")]
+    out.append(Entry("MLP(sizes).init", lambda a: MLP(a["sizes"], a["activation"], a["loss"]).init(a["seed"]),
+                     _mlp_args))
+    out.append(Entry("adapt[MLP]", _maml_call(refmaml.adapt, ("theta", "Xs", "ys")), _network_maml(query=False),
+                     partners))
+    out.append(Entry("meta_value_and_grad[MLP]",
+                     _maml_call(refmaml.meta_value_and_grad, ("theta", "Xs", "ys", "Xq", "yq")), _network_maml(),
+                     partners))
+    out.append(Entry("reptile_direction[MLP]", _maml_call(refmaml.reptile_direction, ("theta", "Xs", "ys")),
+                     _network_maml(query=False), partners))
+    out.append(Entry("explain[linear models]", _explain_call, _explain_args(False)))
+    out.append(Entry("explain[MLP]", _explain_call, _explain_args(True)))
+    out.append(Entry("train[sinusoid]", _train_call, _train_args, {"support": ("meta_batch",),
+                                                                   "query": ("meta_batch",)}))
+    return {e.name: e for e in out}
+
+
+NETWORK_ENTRIES = _network_entries()
+
+
 # --- mutations ----------------------------------------------------------------------------------
 
 
@@ -519,6 +653,7 @@ SCALAR_MUTATIONS = {
         ("list", [0.3], "either"),
         ("complex", 0.3 + 0j, "either"),
         ("object", object(), "error"),
+        ("huge int", 10**400, "error"),
     ],
     "steps": [
         ("negative", -1, "error"),
@@ -528,6 +663,8 @@ SCALAR_MUTATIONS = {
         ("none", None, "error"),
         ("numpy int", np.int64(2), "either"),
         ("array", np.array([2]), "error"),
+        ("huge", 10**18, "error"),
+        ("huge int", 10**400, "error"),
     ],
     "l2": [
         ("negative", -0.1, "error"),
@@ -537,6 +674,7 @@ SCALAR_MUTATIONS = {
         ("bool", True, "error"),
         ("huge", 1e300, "either"),
         ("array", np.array([0.1, 0.2]), "error"),
+        ("huge int", 10**400, "error"),
     ],
     "positive": [
         ("zero", 0.0, "error"),
@@ -545,6 +683,7 @@ SCALAR_MUTATIONS = {
         ("string", "1", "error"),
         ("none", None, "error"),
         ("bool", False, "error"),
+        ("huge int", 10**400, "error"),
     ],
     "positive-or-none": [
         ("zero", 0.0, "error"),
@@ -552,9 +691,34 @@ SCALAR_MUTATIONS = {
         ("nan", math.nan, "error"),
         ("string", "1", "error"),
         ("bool", False, "error"),
+        ("huge int", 10**400, "error"),
     ],
     "flag": [("string", "yes", "error"), ("int", 1, "error"), ("none", None, "error")],
     "choice": [("unknown", "bogus", "error"), ("none", None, "error"), ("int", 3, "error")],
+    "optional-choice": [("unknown", "bogus", "error"), ("none", None, "either"), ("int", 3, "error"),
+                        ("list", ["tanh"], "error")],  # None: the default
+    "sizes": [  # an MLP's layer widths
+        ("50000 wide", (50_000, 50_000, 1), "error"), ("beyond int64", (10**10, 10**10, 1), "error"),
+        ("huge int", (10**400, 1), "error"), ("zero width", (2, 0, 1), "error"), ("negative", (2, -1, 1), "error"),
+        ("one entry", (3,), "error"), ("empty", (), "error"), ("float", (2.0, 1), "error"),
+        ("bool", (True, 1), "error"), ("text", "2,3,1", "error"), ("none", None, "error"),
+        ("numpy", np.array([2, 3, 1]), "either"), ("list", [2, 3, 1], "either"),
+    ],
+    "sizes-text": [  # explain's --sizes
+        ("letters", "a,b", "error"), ("x-separated", "2x3x1", "error"), ("empty", "", "error"),
+        ("wide", "1000000,1000000,1", "error"), ("too many parameters", "100,100,1", "error"),
+        ("zero", "2,0,1", "error"), ("negative", "2,-1,1", "error"), ("one entry", "2", "error"),
+        ("huge int", "1" * 400 + ",1", "error"), ("tuple", (2, 3, 1), "either"), ("none", None, "either"),
+    ],
+    "bounded-count": [("negative", -1, "error"), ("float", 2.5, "error"), ("bool", True, "error"),
+                      ("string", "3", "error"), ("none", None, "error"), ("huge", 10**9, "error"),
+                      ("huge int", 10**400, "error"), ("numpy int", np.int64(2), "either")],
+    "train-count": [("negative", -1, "error"), ("float", 2.5, "error"), ("bool", True, "error"),
+                    ("string", "3", "error"), ("none", None, "error"), ("huge", 10**10, "error"),
+                    ("huge int", 10**400, "error")],
+    "train-seed": [("negative", -1, "error"), ("float", 2.5, "error"), ("bool", True, "error"),
+                   ("string", "3", "error"), ("none", None, "error"), ("beyond int64", 2**63, "error"),
+                   ("large", 2**62, "either")],
     "axis": [
         ("out of range", 7, "error"),
         ("float", 0.5, "error"),

@@ -102,15 +102,27 @@ def test_cli_prints_one_row_per_claim(capsys):
     assert f"{len(audit.CLAIMS)} claims" in out and "0 do not" in out
 
 
+def _entries(lines):
+    """Item -> its line and the indented evidence and correction lines under it, as one text."""
+    out, item = {}, None
+    for line in lines:
+        if line.strip() and not line.startswith(" "):
+            item = line.split()[0]
+            out[item] = line
+        elif line.strip() and item is not None:
+            out[item] += " " + line
+    return out
+
+
 def test_readme_excerpt_matches_the_cli(capsys):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    excerpt = re.search(r"```\n(item  claim.*?)\n\.\.\.\n```", readme, re.S).group(1).splitlines()[2:]
+    excerpt = _entries(re.search(r"```\n(item  claim.*?)\n\.\.\.\n```", readme, re.S).group(1).splitlines()[2:])
     cli.main(["audit"])
-    printed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:] if line.strip()}
-    assert excerpt
-    for line in excerpt:
-        item = line.split()[0]
-        assert same_numbers(" ".join(line.split()), " ".join(printed[item].split())), item
+    out = capsys.readouterr().out
+    printed = _entries(out[:out.index("\n\n")].splitlines()[2:])
+    assert excerpt and all("evidence:" in text and "correction:" in text for text in excerpt.values())
+    for item, text in excerpt.items():
+        assert same_numbers(" ".join(text.split()), " ".join(printed[item].split())), item
 
 
 def test_cli_exits_1_when_a_verdict_is_not_reproduced(capsys, monkeypatch):
@@ -118,7 +130,7 @@ def test_cli_exits_1_when_a_verdict_is_not_reproduced(capsys, monkeypatch):
                          lambda: audit.Evidence("nothing", False))
     monkeypatch.setattr(audit, "CLAIMS", audit.CLAIMS[:2] + [broken])
     assert cli.main(["audit"]) == 1
-    assert re.search(r"^4\.2z .* NO ", capsys.readouterr().out, re.M)
+    assert re.search(r"^4\.2z .* NO$", capsys.readouterr().out, re.M)
 
 
 # --- section 3 ------------------------------------------------------------------------------

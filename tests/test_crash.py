@@ -26,7 +26,7 @@ def _argv(path, out):
             "--query", str(c.query), "--inner-steps", str(c.inner_steps), "--inner-lr", str(c.inner_lr),
             "--outer-lr", str(c.outer_lr), "--eval-every", str(c.eval_every), "--curve-tasks",
             str(c.curve_tasks), "--seed", str(c.seed), "--family", c.family, "--l2", str(c.l2),
-            "--lam", str(c.lam), "--backend", c.backend, "--checkpoint", str(path), "--checkpoint-every", "1",
+            "--backend", c.backend, "--checkpoint", str(path), "--checkpoint-every", "1",
             "--eval-tasks", "2", "--out", str(out)] + (["--resume", str(path)] if path.exists() else [])
 
 

@@ -172,3 +172,35 @@ def test_digits_without_scikit_learn_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     assert cli.main(["demo", "--family", "digits-binary", "--quiet"]) == 2
     assert "pip install 'refmaml[data]'" in capsys.readouterr().err
+
+
+def test_the_figure_reads_well(tmp_path, monkeypatch):
+    """The sinusoid figure: a legend on every panel but the paired one (its rows are named on its
+    axis), every text at least 9 points, no "step(s)" labels, a tuned row that repeats its untuned
+    row drawn once (its legend entry says so), Reptile's training curve labelled with its own K."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from refmaml import plot
+
+    seen = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: seen.append(self) or save(self, *a, **k))
+    r = demo.compare("sinusoid", eval_tasks=12, iterations=20, eval_every=10, curve_tasks=5)
+    r["methods"]["random-tuned"] = {**r["methods"]["random"], "label": demo.LABELS["random-tuned"]}
+    plot.draw(r, tmp_path / "figure.png")
+    fig, = seen
+    example, curves, paired, training = fig.axes
+    assert paired.get_legend() is None and [t.get_text() for t in paired.get_yticklabels()]
+    labels = {}
+    for ax in (example, curves, training):
+        assert ax.get_legend() is not None
+        labels[ax] = [t.get_text() for t in ax.get_legend().get_texts()]
+    everything = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert everything and min(t.get_fontsize() for t in everything) >= 9
+    assert not any("step(s)" in t.get_text() for t in everything)
+    assert not any(demo.LABELS["random-tuned"] in x for x in labels[curves])
+    assert any("tuned rate: the same" in x for x in labels[curves])
+    assert any(x.startswith("Reptile") and "K = 5" in x for x in labels[training])
+    assert "nearly the same curve" in example.get_legend().get_title().get_text()

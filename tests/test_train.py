@@ -294,7 +294,7 @@ def test_a_training_process_killed_mid_way_leaves_a_checkpoint_that_resumes_exac
     path = tmp_path / "run.npz"
     args = ["--family", "synthetic-binary", "--method", "maml", "--inner-lr", "0.3", "--inner-steps", "3",
             "--meta-batch", "8", "--iterations", "1000000", "--outer-lr", "0.01", "--support", "6",
-            "--query", "5", "--l2", "0", "--lam", "1", "--seed", "11", "--backend", "numpy",
+            "--query", "5", "--l2", "0", "--seed", "11", "--backend", "numpy",
             "--eval-every", "25", "--checkpoint", str(path), "--checkpoint-every", "7", "--quiet",
             "--out", str(tmp_path / "out")]
     killed = kill_when_saved(args, path, 60, tmp_path / "stderr.txt")

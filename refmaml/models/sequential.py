@@ -211,6 +211,9 @@ class Sequential(Model):
         network = Layered(layers, checked_input_shape(input_shape), squeeze=loss == "logistic", label=self._label)
         if network.size == 0:
             raise ValueError("the network has no parameters: give it a layer with parameters (Linear)")
+        if network.size > _validate.MAX_PARAMETERS:
+            raise ValueError(f"layers make {network.size} parameters; a network takes at most "
+                             f"{_validate.MAX_PARAMETERS} (800 MB per float64 vector)")
         out = network.shapes[-1]
         if len(out) != 1:
             raise ValueError(f"the last layer gives outputs of shape {out} per example; the heads take "
@@ -292,8 +295,19 @@ class Sequential(Model):
         vector. Refused (ValueError) when it would take more than 1 GiB in float64: use :meth:`hvp`."""
         lead = 1
         shape = getattr(X, "shape", None)
-        if shape is not None and len(shape) == 2 + len(self.input_shape):
+        if shape is None:  # a nested list: its shape, without converting it
+            shape, a = [], X
+            while isinstance(a, (list, tuple)) and len(shape) <= 2 + len(self.input_shape):
+                shape.append(len(a))
+                a = a[0] if len(a) else None
+            shape += list(getattr(a, "shape", ()))  # a list of arrays
+        if len(shape) == 2 + len(self.input_shape):
             lead = shape[0]
+        theta_shape = getattr(theta, "shape", None)
+        if theta_shape is None and isinstance(theta, (list, tuple)) and theta and np.ndim(theta[0]) == 1:
+            theta_shape = (len(theta), len(theta[0]))  # a list of parameter vectors, one per task
+        if theta_shape is not None and len(theta_shape) == 2:  # one parameter vector per task
+            lead = max(lead, theta_shape[0])
         need = 8 * lead * self.size * self.size
         if need > HESSIAN_BYTES:
             raise ValueError(f"the explicit Hessian of {self._label} ({lead} x {self.size} x {self.size} "

@@ -61,7 +61,7 @@ def check(fn, model="logistic", *, steps=cases.STEPS, l2=False, lr_grad=False, d
     if not callable(fn):
         raise TypeError(f"fn must be callable; got {type(fn).__name__}")
     models = selection.parse_model(model)
-    if dtype not in TOLERANCE:
+    if not isinstance(dtype, str) or dtype not in TOLERANCE:
         raise ValueError(f"dtype must be one of {', '.join(TOLERANCE)}; got {dtype!r}")
     for name, flag in (("l2", l2), ("lr_grad", lr_grad)):
         if not isinstance(flag, bool):

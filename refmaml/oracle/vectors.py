@@ -167,15 +167,28 @@ def _reject_constant(name):
     return _NonFinite(name)
 
 
+def _fits(integer):
+    """Whether a Python integer converts to a float64."""
+    try:
+        float(integer)
+    except OverflowError:
+        return False
+    return True
+
+
 def _first_nonfinite(value, where):
-    """The path of the first NaN/Infinity marker (or infinite float) in ``value``, or None."""
+    """``(path, what)`` of the first NaN/Infinity marker, infinite float or integer beyond float64's
+    range in ``value``, or None."""
     if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
-        return where
+        return where, "is not a finite number (NaN or infinity)"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**1023 and not _fits(value):
+        return where, (f"is an integer of about {int(abs(value).bit_length() * 0.30103)} digits, beyond "
+                       "float64's range")
     if isinstance(value, dict):
         for k, v in value.items():
             label = f"case {k!r}" if where == "results" else (f"{where}.{k}" if where else str(k))
             found = _first_nonfinite(v, label)
-            if found:
+            if found is not None:
                 return found
     if isinstance(value, list):
         for i, v in enumerate(value):
@@ -183,7 +196,7 @@ def _first_nonfinite(value, where):
             if isinstance(v, dict) and isinstance(v.get("id"), str):
                 label = f"case {v['id']!r}"
             found = _first_nonfinite(v, label)
-            if found:
+            if found is not None:
                 return found
     return None
 
@@ -198,6 +211,19 @@ def _unique(pairs):
 MAX_FILE_BYTES = 64 * 2**20  # the vectors file is about 1 MB; anything this large is not ours
 
 
+_MAGIC = ((b"PK\x03\x04", "a zip archive (an .npz file such as the vectors' .npz mirror?)"),
+          (b"PK\x05\x06", "an empty zip archive"), (b"\x93NUMPY", "a NumPy .npy array"),
+          (b"\x89PNG", "a PNG image"), (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"))
+
+
+def _binary_kind(data):
+    """What a file that is not UTF-8 text is, from its first bytes."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    return "binary data"
+
+
 def read_json(path):
     """Parse a JSON file strictly: no NaN or Infinity, no duplicate keys, at most
     ``MAX_FILE_BYTES``, no nesting deep enough to exhaust the parser's recursion."""
@@ -205,9 +231,13 @@ def read_json(path):
         size = pathlib.Path(path).stat().st_size
         if size > MAX_FILE_BYTES:
             raise InvalidFile(f"{path} has {size} bytes; files of more than {MAX_FILE_BYTES} are refused")
-        text = pathlib.Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = pathlib.Path(path).read_bytes()
+        text = data.decode("utf-8")
+    except OSError as exc:
         raise InvalidFile(f"cannot read {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidFile(f"cannot read {path}: it is {_binary_kind(data)}, not a JSON file (byte {exc.start} "
+                          "is not UTF-8 text)") from None
     try:
         doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique)
     except json.JSONDecodeError as exc:
@@ -217,12 +247,12 @@ def read_json(path):
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise InvalidFile(f"{path} holds a value that cannot be read: {exc}") from None
     try:
-        where = _first_nonfinite(doc, "")
+        found = _first_nonfinite(doc, "")
     except RecursionError:
         raise InvalidFile(f"{path} nests arrays or objects too deeply to be a refmaml file") from None
-    if where is not None:
-        raise InvalidFile(f"{where or 'the file'} is not a finite number (NaN or infinity); JSON files here "
-                          "hold finite numbers only")
+    if found is not None:
+        where, what = found
+        raise InvalidFile(f"{where or 'the file'} {what}; JSON files here hold finite float64 numbers only")
     return doc
 
 
