@@ -55,7 +55,8 @@ def _flags_apply(given, method):
     from .train import UNTRAINED
 
     if "lam" in given and method != "imaml":
-        raise ValueError(f"--lam is implicit MAML's proximal strength; it does not apply to --method {method}")
+        raise ValueError(f"--lam is implicit MAML's proximal strength (--method imaml); it does not apply to "
+                         f"--method {method}")
     ignored = [f"--{k.replace('_', '-')}" for k in ("iterations", "meta_batch", "outer_lr") if k in given]
     if method in UNTRAINED and ignored:
         raise ValueError(f"--method {method} is not meta-trained; {', '.join(ignored)} would be ignored")
@@ -274,7 +275,7 @@ def build_parser():
                         "missing, and one row per case")
     p.set_defaults(run=_check)
     p = sub.add_parser("demo", help="meta-train every method on one task family and compare them on "
-                                     "held-out tasks (the main job; about 3 minutes)")
+                                     "held-out tasks (the main job; one to two minutes on two cores)")
     p.add_argument("--family", default="sinusoid", choices=list(FAMILIES),
                    help="task family (default sinusoid, the MAML paper's regression; the digits families "
                         "and digit-images, few-shot image classification with a small convolutional "

@@ -23,6 +23,7 @@ loss (``derivations/checks.md`` (D2)).
 """
 
 import json
+import textwrap
 
 import numpy as np
 
@@ -332,7 +333,7 @@ def _fmt(a):
     a = np.asarray(a, dtype=float)
     if a.ndim == 0:
         return f"{float(a):.6g}"
-    return np.array2string(a, precision=6, separator=", ", suppress_small=False, max_line_width=100,
+    return np.array2string(a, precision=6, separator=", ", suppress_small=False, max_line_width=64,
                            formatter={"float_kind": lambda v: f"{v + 0.0:.6g}"})  # + 0.0: no "-0"
 
 
@@ -355,8 +356,8 @@ def to_text(result):
         if f["grad"] is not None:
             lines.append(f"         grad L_s(theta_{f['k']}) = {_fmt(f['grad'])}   [{f['equation']}]")
     if "layers" in result:
-        lines += ["", "the support set at theta_0, layer by layer (the first example; adjoints and gradients of the "
-                      "mean loss)   [models.md (H8), (H9)]"]
+        lines += ["", "the support set at theta_0, layer by layer (first example; adjoints, gradients of the mean "
+                      "loss)   [models.md (H8), (H9)]"]
         for l, layer in enumerate(result["layers"]):
             lines.append(f"  layer {l}: {layer['layer']}   [{layer['equations']}]")
             for j, q in enumerate(layer["parameters"]):
@@ -368,15 +369,15 @@ def to_text(result):
             lines.append(f"  layer {l}: adjoint of its output = {_fmt(layer['adjoint'])}")
             for j, q in enumerate(layer["gradient"]):
                 lines.append(f"    gradient of parameter {j} = {_fmt(q)}")
-        lines.append("  the Hessian-vector product at theta_0 along v = alpha_0 g_1 (the reverse pass's last), "
-                     "R-forward then R-backward   [models.md (H10), (H11)]")
+        lines.append("  the HVP at theta_0 along v = alpha_0 g_1 (the reverse pass's last), R-forward then "
+                     "R-backward   [models.md (H10), (H11)]")
         for l, layer in enumerate(result["layers"]):
             lines.append(f"  layer {l}: tangent of its output R{{a}} = {_fmt(layer['tangent'])}")
         for l in reversed(range(len(result["layers"]))):
             layer = result["layers"][l]
             lines.append(f"  layer {l}: R{{adjoint}} of its output = {_fmt(layer['R_adjoint'])}")
             for j, q in enumerate(layer["R_gradient"]):
-                lines.append(f"    R{{gradient}} of parameter {j} (its block of H v, l2 aside) = {_fmt(q)}")
+                lines.append(f"    R{{gradient}} of parameter {j} (block of H v, l2 aside) = {_fmt(q)}")
     lines += ["", f"query outputs {outputs('K').replace('X_s', 'X_q')} = {_fmt(result['query_outputs'])}",
               f"query loss L_q(theta_K) = {_fmt(result['meta_loss'])}   [maml.md (M3)]"]
     dropped = " (dropped by first-order MAML)" if result["first_order"] else ""
@@ -419,4 +420,31 @@ def to_text(result):
         c = result["checks"]
         lines.append(f"complex step of the unrolled loss  = {_fmt(c['complex_step_meta_grad'])}")
         lines.append(f"relative error of g_0 against it   = {c['relative_error']:.1e}   [checks.md (D2), (D4)]")
-    return "\n".join(lines)
+    return _layout(lines)
+
+
+WIDTH = 100  # columns of the text output; a longer line puts its equation on the next line
+
+
+def _layout(entries):
+    """The lines of :func:`to_text`: a matrix's rows under its first row, and a line longer than
+    :data:`WIDTH` with its equation (the trailing ``   [...]``) moved to a line of its own."""
+    out = []
+    for entry in entries:
+        first, *rest = entry.split("\n")
+        if rest:  # np.array2string's further rows, aligned under the array's opening bracket
+            pad = " " * max(first.rfind("= [") + 2, 0)
+            rest = [pad + row if row.strip() else "" for row in rest]
+        for line in (first, *rest):
+            cut = line.rfind("   [")
+            if len(line) > WIDTH and line.startswith("MAML meta-gradient of one task, "):  # the header
+                head, _, tail = line.partition(", K = ")
+                out += textwrap.wrap(head + ",", WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+                out.append("K = " + tail)
+            elif len(line) <= WIDTH or cut <= 0:
+                out.append(line)
+            else:
+                cite = line[cut + 3:]
+                indent = min(len(line) - len(line.lstrip()) + 4, max(WIDTH - len(cite), 2))
+                out += [line[:cut], " " * indent + cite]
+    return "\n".join(out)

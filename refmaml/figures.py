@@ -253,7 +253,7 @@ def draw_landscape(data, path):
         side.axhline(data["meta_loss_at"][name] - data["meta_loss_at"]["theta_star"], color=colour, ls="--",
                      lw=1, label=f"F - F* at the {label}")
     side.set(xlabel="outer gradient step", ylabel="F($\\theta$) - F($\\theta^*$)",
-             title=f"the meta-loss along the paths (outer step {data['outer_lr']:.3g})")
+             title=f"the meta-loss along the paths (outer rate {data['outer_lr']:.3g})")
     side.legend(fontsize=9)
     fig.tight_layout()
     _save(fig, path)

@@ -179,7 +179,7 @@ def test_train_refuses_a_negative_inner_rate_before_any_work(tmp_path, capsys, m
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--lam", "2"], "--lam is implicit MAML's proximal strength; it does not apply to --method maml"),
+    (["--lam", "2"], "--lam is implicit MAML's proximal strength (--method imaml); it does not apply to --method maml"),
     (["--method", "reptile", "--lam", "0.5"], "does not apply to --method reptile"),
     (["--method", "random", "--iterations", "5"], "--method random is not meta-trained; --iterations"),
     (["--method", "zero", "--meta-batch", "4", "--outer-lr", "0.1"], "--meta-batch, --outer-lr would be ignored"),

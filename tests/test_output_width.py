@@ -97,3 +97,22 @@ def test_a_narrow_table_keeps_one_line_per_row():
     wide = _text.table(["name", "x", "y"], [["n" * 97, "1", "2"]], width=WIDTH)
     assert wide.splitlines() == ["name", "  x  y", "  -  -", "n" * 97, "  1  2"]
     assert _widest(wide) <= WIDTH
+
+
+@pytest.mark.parametrize("argv", [[], ["--model", "softmax"], ["--model", "linear", "--rates", "per-parameter"],
+                                  ["--form", "dual"], ["--sizes", "2,3,1"], ["--sizes", "1,2,1", "--steps", "1", "--layers"],
+                                  ["--model", "conv"], ["--sizes", "2,3,3", "--loss", "softmax", "--activation", "relu",
+                                                        "--layers"]])
+def test_explain_fits_100_columns_with_matrices_aligned(argv, capsys):
+    """`refmaml explain` is read line by line next to the derivations: no line wider than 100
+    columns (an equation that does not fit goes to the next line), and a matrix's further rows
+    start under its first row's opening bracket, each with the same number of entries."""
+    assert cli.main(["explain", *argv]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert _widest("\n".join(lines)) <= WIDTH
+    for above, below in zip(lines, lines[1:]):
+        if above.rstrip().endswith("],") and below.lstrip().startswith("[") and "= [[" in above:
+            j = above.index("= [[") + 2
+            while above[j + 1] == "[":
+                j += 1  # the innermost opening bracket of the first row
+            assert below.index("[") == j, (above, below)
