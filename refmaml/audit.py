@@ -110,6 +110,7 @@ def _rounding(error):
     "rounding", since its digits depend on the BLAS build; above, its value."""
     return "rounding" if error <= EXACT else f"{error:.0e}"
 
+
 def _cosine(a, b):
     return float(np.vdot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 

@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import textwrap
 
 from . import __version__, _malloc
 
@@ -13,8 +14,6 @@ from .train import METHODS, Config
 
 
 def _presets_text():
-    import textwrap
-
     keys = ("inner_lr", "inner_steps", "iterations", "meta_batch", "outer_lr", "support", "query")
     lines = ["presets (the defaults of each family; options given override them):"]
     for family, values in PRESETS.items():  # wrapped to 100 columns, continued under the values

@@ -14,7 +14,7 @@ numbers as :func:`refmaml.maml.primal`, and exist to measure the trade.
 
 import math
 
-from . import maml, models
+from . import _validate, maml, models
 
 METHODS = ("maml", "first-order", "reptile", "meta-sgd", "first-order meta-sgd")
 
@@ -26,6 +26,7 @@ def passes(method, K):
     (``K + 1`` gradients), (K4) Reptile (``K`` gradients, no query set)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    K = _validate.steps(K, "K")
     gradients = K if method == "reptile" else K + 1
     hvps = K if method in ("maml", "meta-sgd") else 0
     return {"forward": gradients, "backward": gradients, "r_forward": hvps, "r_backward": hvps}
@@ -46,6 +47,8 @@ def flops(model, method, T, n, m, d, shape, K):
     :meth:`hvp_flops` (``derivations/maml.md`` (M9) for a linear network, ``derivations/mlp.md``
     (N9) for a layered one), and for Meta-SGD the rate gradient's ``2 K |theta|`` (K5). ``model`` is
     a registered name or a :class:`refmaml.models.Model`; ``shape`` one task's parameter shape."""
+    for value, name in ((T, "T"), (n, "n"), (m, "m"), (d, "d")):
+        _validate.integer(value, name, 1)
     net = models.get(model).network
     counts = passes(method, K)
     size = math.prod(shape)
@@ -61,6 +64,7 @@ def checkpointed_passes(K, every):
     ``theta_0, theta_s, theta_2s, ...`` (``ceil(K/s)`` iterates, ``s = every``); the reverse pass
     recomputes one segment of at most ``s`` points at a time, ``K`` more support gradients.
     Returns ``(passes, stored iterates, points held at once)``."""
+    K, every = _validate.steps(K, "K"), _validate.integer(every, "every", 1, _validate.MAX_STEPS)
     gradients = 2 * K + 1
     counts = {"forward": gradients, "backward": gradients, "r_forward": K, "r_backward": K}
     return counts, -(-K // every), min(every, K)
@@ -69,6 +73,7 @@ def checkpointed_passes(K, every):
 def recomputed_passes(K):
     """Passes of the meta-gradient that stores no iterate (K9): step ``k``'s point is recomputed
     from ``theta_0`` by ``k`` steps, ``K + K(K + 1)/2`` support gradients in all, one point held."""
+    K = _validate.steps(K, "K")
     gradients = K + K * (K + 1) // 2 + 1
     return {"forward": gradients, "backward": gradients, "r_forward": K, "r_backward": K}
 
@@ -82,6 +87,7 @@ def checkpointed_primal(p, every):
     (``derivations/maml.md`` (M6), with the rates of ``derivations/variants.md`` (V2)), keeping
     every ``every``-th iterate and recomputing the points of one segment at a time (K8).
     ``p`` is a :class:`refmaml.problem.Problem`."""
+    every = _validate.integer(every, "every", 1, _validate.MAX_STEPS)
     xp, model = p.xp, p.model
     theta = xp.broadcast_to(p.theta, (p.Xs.shape[0],) + tuple(p.theta.shape))
     stored = {}

@@ -8,7 +8,7 @@ The names of the presets and of the report are available here too, as ``demo.con
 
 import time
 
-from . import train
+from . import _validate, train
 from .presets import (BASELINES, IMAGE_METHODS, LINEAR_PLAN, METHODS, NETWORK_BASELINES, NETWORK_METHODS, PLANS,
                       PRESETS, Plan)
 from .presets import configs, plan
@@ -23,8 +23,6 @@ def compare(family="sinusoid", *, methods=None, seed=0, backend="numpy", eval_ta
             progress=False, **overrides):
     """Train every method of the family's plan (or ``methods``) and evaluate it on ``eval_tasks``
     held-out tasks. Returns the report of :func:`refmaml.report.report`."""
-    from . import _validate
-
     _validate.integer(seed, "seed", 0, train.MAX_SEED)
     runs = {}
     for name, c in configs(family, methods=methods, seed=seed, backend=backend, **overrides).items():

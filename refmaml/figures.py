@@ -164,9 +164,15 @@ def landscape_data(*, seed=26, tasks=4, inner_lr=0.15, inner_steps=3, grid=61, o
     ``mean_t M_t^T Q_t M_t`` of ``F`` and the spectral radius of the first-order iteration's matrix
     ``mean_t Q_t M_t``.
     4 support and 8 query examples per task."""
-    seed, T = _seed(seed), _validate_int(tasks, "tasks", 1)
+    seed, T = _seed(seed), _validate_int(tasks, "tasks", 1, 1000)
     alpha, K = _rate(inner_lr), _validate_int(inner_steps, "inner_steps", 0)
-    size, steps = _validate_int(grid, "grid", 2), _validate_int(outer_steps, "outer_steps", 1)
+    size, steps = _validate_int(grid, "grid", 2, 1000), _validate_int(outer_steps, "outer_steps", 1)
+    try:
+        start = np.asarray(start, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"start must be two finite numbers; got {start!r}") from None
+    if start.shape != (2,) or not np.all(np.isfinite(start)):
+        raise ValueError(f"start must be two finite numbers; got {start.tolist()}")
     n, m = 4, 8
     Xs, ys, Xq, yq = _linear_instance(seed, T, n, m)
     kw = dict(inner_lr=alpha, inner_steps=K)
@@ -178,9 +184,6 @@ def landscape_data(*, seed=26, tasks=4, inner_lr=0.15, inner_steps=3, grid=61, o
     curvature = np.linalg.eigvalsh(np.mean(np.einsum("tdk,tde,tel->tkl", M, Q, M), axis=0))
     drift = np.abs(np.linalg.eigvals(np.mean(Q @ M, axis=0)))        # the first-order iteration's matrix
     beta = 1 / max(curvature[-1], drift.max())
-    start = np.asarray(start, dtype=np.float64)
-    if start.shape != (2,) or not np.all(np.isfinite(start)):
-        raise ValueError(f"start must be two finite numbers; got {start.tolist()}")
     paths = {}
     for name, fo in (("exact", False), ("first_order", True)):
         theta, path, values = start, [start], []
@@ -268,8 +271,8 @@ def first_order_error_data(*, seed=0, tasks=5, features=4, inner_lrs=(0.01, 0.02
     instance (``tasks`` tasks, ``features`` features, 5 support and 10 query examples per task).
     For small ``alpha`` the error grows as ``alpha K``: the dropped part is
     ``-alpha sum_k H_s(theta_k) grad L_q(theta_K) + O(alpha^2)`` (``derivations/maml.md``, after (M8))."""
-    seed, T = _seed(seed), _validate_int(tasks, "tasks", 1)
-    d, K = _validate_int(features, "features", 1), _validate_int(inner_steps, "inner_steps", 1)
+    seed, T = _seed(seed), _validate_int(tasks, "tasks", 1, 1000)
+    d, K = _validate_int(features, "features", 1, 100), _validate_int(inner_steps, "inner_steps", 1)
     rates = [_rate(a, "inner_lrs") for a in np.atleast_1d(np.asarray(inner_lrs, dtype=object)).tolist()]
     if not rates:
         raise ValueError("inner_lrs must hold at least one rate")
@@ -344,8 +347,8 @@ def batchnorm_coupling_data(*, seed=0, tasks=2, examples=4, features=2):
     across features and across tasks every entry is exactly 0. Beside it the same layer with the
     tasks stacked into one set (every task normalised with the others' values, the mistake
     batchnorm.md warns of): the cross-task blocks are nonzero."""
-    seed, T = _seed(seed), _validate_int(tasks, "tasks", 1)
-    n, C = _validate_int(examples, "examples", 2), _validate_int(features, "features", 1)
+    seed, T = _seed(seed), _validate_int(tasks, "tasks", 1, 16)  # the Jacobian is dense: T n C squared
+    n, C = _validate_int(examples, "examples", 2, 64), _validate_int(features, "features", 1, 16)
     rng = np.random.default_rng(seed)
     layer = BatchNorm1d(C)
     params = (1.0 + 0.5 * np.arange(C), 0.1 * np.arange(C))
@@ -442,8 +445,10 @@ def _seed(seed):
     return _validate.integer(seed, "seed")
 
 
-def _validate_int(value, name, minimum):
-    return _validate.integer(value, name, minimum=minimum)
+def _validate_int(value, name, minimum, maximum=None):
+    """An integer argument of a figure: at least ``minimum``; at most ``maximum`` (default
+    :data:`refmaml._validate.MAX_STEPS`), so that a figure's work stays bounded."""
+    return _validate.integer(value, name, minimum, _validate.MAX_STEPS if maximum is None else maximum)
 
 
 def _rate(value, name="inner_lr"):

@@ -52,12 +52,12 @@ MAX_EXAMPLES = 10**6  # support and query each, and the examples of one batch of
 MAX_SEED = 2**63 - 1
 
 
-
 def require_backend(name):
     """Raise the ImportError of a missing array library now, before any work or folder: ``name`` is
     a backend of :func:`refmaml._xp.backend` (``None`` or ``"numpy"`` always present)."""
     if name is not None and name != "numpy":
         _xp.backend(name)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:

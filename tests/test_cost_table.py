@@ -354,3 +354,17 @@ if __name__ == "__main__":
     print("<!-- memory: python -m tests.test_cost_table -->")
     print(memory_table())
     print("<!-- end memory -->")
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: costs.passes("maml", -3), "K"), (lambda: costs.passes("maml", 2.5), "K"),
+    (lambda: costs.kept_points("maml", True), "K"), (lambda: costs.checkpointed_passes(5, 0), "every"),
+    (lambda: costs.checkpointed_passes(5, -2), "every"), (lambda: costs.recomputed_passes(-4), "K"),
+    (lambda: costs.flops("linear", "maml", -1, 5, 5, 3, (3,), 2), "T"),
+    (lambda: costs.flops("linear", "maml", 2, 0, 5, 3, (3,), 2), "n"),
+])
+def test_cost_formulas_refuse_what_counts_nothing(call, name):
+    """A negative, fractional or boolean count, or a checkpoint spacing below 1, is an error naming
+    the argument (it would give negative or fractional counts, or divide by zero)."""
+    with pytest.raises((TypeError, ValueError), match=rf"^{name} must be"):
+        call()

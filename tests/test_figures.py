@@ -195,6 +195,13 @@ def test_bad_input_is_refused_by_name():
         figures.unrolled_data(inner_lr=0.0)
     with pytest.raises(ValueError, match="start"):
         figures.landscape_data(start=(1.0, np.inf))
+    with pytest.raises(ValueError, match="^start must be two finite numbers"):
+        figures.landscape_data(start="ab")
+    # sizes are bounded before any work (a grid of 10^6 would ask for terabytes)
+    with pytest.raises(ValueError, match="grid must be an integer from 2 to 1000"):
+        figures.landscape_data(grid=10**6)
+    with pytest.raises(ValueError, match="examples must be an integer from 2 to 64"):
+        figures.batchnorm_coupling_data(examples=10**5)
     with pytest.raises(TypeError, match="out_dir"):
         figures.make_all(3)
 

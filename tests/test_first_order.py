@@ -415,3 +415,20 @@ def test_dropped_term_on_the_sinusoid_network():
             row.append(sig(ref.norm(np.asarray(g) - np.asarray(gK)) / ref.norm(g), 2))
             assert row[-1] == SINUSOID_TABLE[K, alpha]
         assert f"| {K} | " + " | ".join(row) + " |" in text
+
+
+def test_pooled_optimum_takes_a_huge_ridge_without_overflow():
+    """(Q13) with l2 = 1e307: the appended rows sqrt(T N l2 / 2) are formed as a product of square
+    roots, so the product T N l2 / 2 never overflows; the answer (of order 1/l2) is the one of the
+    normal equations, solved here in float64 after dividing through by l2 (relative 1e-12: a solve
+    of a d x d system dominated by the ridge)."""
+    p = random_tasks(3, T=4, n=5, m=6, d=3)
+    l2 = 1e307
+    theta = np.asarray(linear.pooled_optimum(p["Xs"], p["ys"], p["Xq"], p["yq"], l2=l2))
+    N, T = 11, 4
+    X = np.concatenate([p["Xs"], p["Xq"]], axis=1)
+    y = np.concatenate([p["ys"], p["yq"]], axis=1)
+    A = sum(2 / N * x.T @ x for x in X) / l2 + T * np.eye(3)
+    b = sum(2 / N * x.T @ t for x, t in zip(X, y))
+    expected = np.linalg.solve(A, b) / l2
+    assert np.all(np.isfinite(theta)) and ref.rel_err(theta, expected) <= 1e-12

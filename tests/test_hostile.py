@@ -263,10 +263,10 @@ def test_explain_takes_no_huge_integer():
 
 @pytest.mark.parametrize("sizes", [(50_000, 50_000, 1), (10**10, 10**10, 1)])
 def test_a_network_too_large_is_refused_before_any_allocation(sizes):
-    with pytest.raises(ValueError, match=r"sizes .* parameters; an MLP takes at most 100000000"):
+    with pytest.raises(ValueError, match="sizes of the MLP make .* parameters; a network takes at most 100000000"):
         MLP(sizes)
     L = refmaml.models.layers
-    with pytest.raises(ValueError, match="layers make .* parameters; a network takes at most"):
+    with pytest.raises(ValueError, match="layers of the network make .* parameters; a network takes at most"):
         refmaml.models.Sequential([L.Linear(sizes[0], sizes[1])], loss="mse", input_shape=(sizes[0],))
 
 

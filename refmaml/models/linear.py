@@ -79,9 +79,12 @@ def _problem(Xs, ys, Xq, yq, inner_lr, inner_steps, l2):
     return p
 
 
-def _finite(p, *arrays):
-    """The closed forms' results, or a ValueError when the products overflowed (range.md (R4))."""
+def _finite(p, *arrays, what=None):
+    """The closed forms' results, or a ValueError when the products overflowed (range.md (R4)):
+    ``what`` names the system that overflowed, if not the inner loop's affine map."""
     if not _xp.all_finite(p.xp, *arrays):
+        if what is not None:
+            raise ValueError(f"{what} overflows: it is beyond the floating-point range")
         raise ValueError(f"the inner loop overflows: the affine map of {p.steps} steps (derivations/linear.md "
                          "(Q5)) is beyond the floating-point range; use a smaller inner_lr or fewer inner_steps")
     return arrays
@@ -174,7 +177,7 @@ def _column_scale(xp, F):
     return xp.where(top > 0, top, xp.ones_like(top))
 
 
-def _solve_factored(p, B, A, z, refusal):
+def _solve_factored(p, B, A, z, refusal, what=None):
     """``theta`` solving ``(B^T A) theta = B^T z`` (``B``, ``A`` of shape ``(R, d)``, ``z (R,)``),
     computed on the scaled factors ``B / b``, ``A / a`` (column magnitudes) and ``z / zeta`` so that
     no product of two tiny or two huge numbers is formed: the system is exact under these scalings
@@ -185,12 +188,12 @@ def _solve_factored(p, B, A, z, refusal):
     xp = p.xp
     with _xp.quiet_overflow():
         a, b = _column_scale(xp, A), _column_scale(xp, B)
-        zeta = xp.max(xp.abs(z)) if z.shape[0] else xp.asarray(1.0, dtype=z.dtype, device=device(z))
+        zeta = xp.max(xp.abs(z))
         zeta = xp.where(zeta > 0, zeta, xp.ones_like(zeta))
         Bs = B / b
         system = xp.matrix_transpose(Bs) @ (A / a)
         rhs = xp.matrix_transpose(Bs) @ (z / zeta)
-    system, rhs = _finite(p, system, rhs)
+    system, rhs = _finite(p, system, rhs, what=what)
     d = system.shape[0]
     sv = xp.linalg.svdvals(system)
     top = float(xp.max(sv))
@@ -200,7 +203,7 @@ def _solve_factored(p, B, A, z, refusal):
         raise ValueError(refusal(rank, d))
     with _xp.quiet_overflow():
         theta = xp.linalg.solve(system, rhs[:, None])[:, 0]
-        return _finite(p, zeta * theta / a)[0]
+        return _finite(p, zeta * theta / a, what=what)[0]
 
 
 def meta_optimum(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
@@ -244,9 +247,12 @@ def first_order_fixed_point(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
     M, c = _affine(p)
     B, A, z = _query_factors(p, M, c)
 
+    T, m = p.Xq.shape[:2]
+
     def refusal(rank, d):
+        hint = f"; here T m = {T * m} < d = {d}" if T * m < d else ""
         return (f"first-order MAML has no unique fixed point: its d x d system (derivations/linear.md (Q10)) "
-                f"has rank {rank} < d = {d} (singular values at most d eps times the largest count as 0); "
+                f"has rank {rank} < d = {d} (singular values at most d eps times the largest count as 0){hint}; "
                 "more query examples (Xq) or tasks, or another inner_lr, make it unique")
 
     return _solve_factored(p, B, A, z, refusal)
@@ -254,7 +260,7 @@ def first_order_fixed_point(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
 
 def pooled_optimum(Xs, ys, Xq, yq, *, l2=0.0):
     """Multi-task pre-training on linear regression: the minimiser of the loss pooled over every
-    task's support and query examples, ``(1/T) sum_t L(theta; [X_s; X_q], [y_s; y_q]) `` with the
+    task's support and query examples, ``(1/T) sum_t L(theta; [X_s; X_q], [y_s; y_q])`` with the
     ridge term ``(l2/2)||theta||^2`` (``derivations/training.md`` (T9)); ``derivations/linear.md``
     (Q13).
 
@@ -269,7 +275,7 @@ def pooled_optimum(Xs, ys, Xq, yq, *, l2=0.0):
     X = xp.concat([xp.reshape(p.Xs, (T * n, d)), xp.reshape(p.Xq, (T * m, d))], axis=0)
     y = xp.concat([xp.reshape(p.ys, (T * n,)), xp.reshape(p.yq, (T * m,))], axis=0)
     if p.l2 > 0:
-        ridge = (T * (n + m) * p.l2 / 2) ** 0.5
+        ridge = (T * (n + m) / 2) ** 0.5 * p.l2 ** 0.5  # the square roots apart: no overflow of the product
         X = xp.concat([X, ridge * xp.eye(d, dtype=X.dtype, device=device(X))], axis=0)
         y = xp.concat([y, xp.zeros((d,), dtype=y.dtype, device=device(y))], axis=0)
 
@@ -277,4 +283,4 @@ def pooled_optimum(Xs, ys, Xq, yq, *, l2=0.0):
         return (f"the pooled loss has no unique minimiser: its normal equations (derivations/linear.md (Q13)) "
                 f"have rank {rank} < d = {d}; more examples or l2 > 0 make it unique")
 
-    return _solve_factored(p, X, X, y, refusal)
+    return _solve_factored(p, X, X, y, refusal, what="the pooled least-squares system (Q13)")

@@ -21,7 +21,6 @@ import operator
 
 import numpy as np
 
-from .. import _validate
 from . import heads
 from .layers import Linear, ReLU, Tanh
 from .sequential import Sequential
@@ -59,6 +58,7 @@ class MLP(Sequential):
     """
 
     _label = "the MLP"
+    _argument = "sizes"
 
     def __init__(self, sizes, activation="tanh", loss="mse"):
         sizes = _sizes(sizes)
@@ -71,10 +71,6 @@ class MLP(Sequential):
         if loss == "softmax" and sizes[-1] < 2:
             raise ValueError(f"the softmax head needs at least 2 outputs (classes): sizes must end in C >= 2; "
                              f"got {sizes}")
-        size = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-        if size > _validate.MAX_PARAMETERS:
-            raise ValueError(f"sizes {sizes} make {size} parameters; an MLP takes at most "
-                             f"{_validate.MAX_PARAMETERS} (800 MB per float64 vector)")
         layers = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             layers += [Linear(fan_in, fan_out), ACTIVATIONS[activation]()]

@@ -198,6 +198,7 @@ class Sequential(Model):
     """
 
     _label = "the network"  # how messages name the network
+    _argument = "layers"  # and the argument that sets its size
 
     def __init__(self, layers, *, loss, input_shape):
         try:
@@ -212,7 +213,8 @@ class Sequential(Model):
         if network.size == 0:
             raise ValueError("the network has no parameters: give it a layer with parameters (Linear)")
         if network.size > _validate.MAX_PARAMETERS:
-            raise ValueError(f"layers make {network.size} parameters; a network takes at most "
+            count = network.size if network.size < 10**30 else f"about 10^{int(network.size.bit_length() * 0.30103)}"
+            raise ValueError(f"{self._argument} of {self._label} make {count} parameters; a network takes at most "
                              f"{_validate.MAX_PARAMETERS} (800 MB per float64 vector)")
         out = network.shapes[-1]
         if len(out) != 1:
