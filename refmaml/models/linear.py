@@ -177,6 +177,19 @@ def _column_scale(xp, F):
     return xp.where(top > 0, top, xp.ones_like(top))
 
 
+def _refusal(statement, label, rows, advice):
+    """The message of a singular system, for :func:`_solve_factored`: ``statement``, the equation
+    ``label`` of its ``d x d`` system, its rank (and ``rows = (name, count)`` of the factors' rows
+    where they are fewer than ``d``), then ``advice``."""
+
+    def message(rank, d):
+        hint = f"; here {rows[0]} = {rows[1]} < d = {d}" if rows[1] < d else ""
+        return (f"{statement}: its d x d system (derivations/linear.md {label}) has rank {rank} < d = {d} "
+                f"(singular values at most d eps times the largest count as 0){hint}; {advice}")
+
+    return message
+
+
 def _solve_factored(p, B, A, z, refusal, what=None):
     """``theta`` solving ``(B^T A) theta = B^T z`` (``B``, ``A`` of shape ``(R, d)``, ``z (R,)``),
     computed on the scaled factors ``B / b``, ``A / a`` (column magnitudes) and ``z / zeta`` so that
@@ -221,15 +234,9 @@ def meta_optimum(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
     p = _problem(Xs, ys, Xq, yq, inner_lr, inner_steps, l2)
     M, c = _affine(p)
     _, A, z = _query_factors(p, M, c)
-    T, m = p.Xq.shape[:2]
-
-    def refusal(rank, d):
-        hint = f"; here T m = {T * m} < d = {d}" if T * m < d else ""
-        return (f"the meta-loss has no unique minimiser: its d x d system (derivations/linear.md (Q8)) has "
-                f"rank {rank} < d = {d} (singular values at most d eps times the largest count as 0){hint}; "
-                "more query examples (Xq) or tasks, or an inner_lr that keeps every 1 - alpha mu away from 0 "
-                "(mu an eigenvalue of the support Hessian), make it unique")
-
+    refusal = _refusal("the meta-loss has no unique minimiser", "(Q8)", ("T m", A.shape[0]),
+                       "more query examples (Xq) or tasks, or an inner_lr that keeps every 1 - alpha mu away from "
+                       "0 (mu an eigenvalue of the support Hessian), make it unique")
     return _solve_factored(p, A, A, z, refusal)
 
 
@@ -246,15 +253,8 @@ def first_order_fixed_point(Xs, ys, Xq, yq, *, inner_lr, inner_steps, l2=0.0):
     p = _problem(Xs, ys, Xq, yq, inner_lr, inner_steps, l2)
     M, c = _affine(p)
     B, A, z = _query_factors(p, M, c)
-
-    T, m = p.Xq.shape[:2]
-
-    def refusal(rank, d):
-        hint = f"; here T m = {T * m} < d = {d}" if T * m < d else ""
-        return (f"first-order MAML has no unique fixed point: its d x d system (derivations/linear.md (Q10)) "
-                f"has rank {rank} < d = {d} (singular values at most d eps times the largest count as 0){hint}; "
-                "more query examples (Xq) or tasks, or another inner_lr, make it unique")
-
+    refusal = _refusal("first-order MAML has no unique fixed point", "(Q10)", ("T m", A.shape[0]),
+                       "more query examples (Xq) or tasks, or another inner_lr, make it unique")
     return _solve_factored(p, B, A, z, refusal)
 
 
@@ -279,8 +279,6 @@ def pooled_optimum(Xs, ys, Xq, yq, *, l2=0.0):
         X = xp.concat([X, ridge * xp.eye(d, dtype=X.dtype, device=device(X))], axis=0)
         y = xp.concat([y, xp.zeros((d,), dtype=y.dtype, device=device(y))], axis=0)
 
-    def refusal(rank, d):
-        return (f"the pooled loss has no unique minimiser: its normal equations (derivations/linear.md (Q13)) "
-                f"have rank {rank} < d = {d}; more examples or l2 > 0 make it unique")
-
+    refusal = _refusal("the pooled loss has no unique minimiser", "(Q13)", ("T (n + m)", T * (n + m)),
+                       "more examples or l2 > 0 make it unique")
     return _solve_factored(p, X, X, y, refusal, what="the pooled least-squares system (Q13)")
