@@ -63,6 +63,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import SETTLE_S, machine  # noqa: E402  (re-executes without OPENBLAS_CORETYPE, as bench.py)
+from networks import jax_cross_entropy, jax_meta_loss, torch_func_task  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -217,11 +218,7 @@ def torch_impls(c):
     def func(data):
         theta0, Xs, ys, Xq, yq = (torch.tensor(a) for a in data)
 
-        def task(theta, Xs, ys, Xq, yq):
-            phi = theta
-            for _ in range(K):
-                phi = phi - alpha * grad(loss)(phi, Xs, ys)
-            return loss(phi, Xq, yq)
+        task = torch_func_task(grad, loss, K, alpha)
 
         # vmap(grad(task)), the tasks' meta-gradients averaged: grad(vmap(task)) of the mean meta-loss
         # is off by about 2e-2 relative wherever the network has batch norm (``wrong_form``)
@@ -273,17 +270,9 @@ def jax_impl(c):
         return a.reshape(a.shape[0], -1) @ Wl.T + theta[offset + CLASSES * features:]
 
     def loss(theta, X, y):
-        z = net(theta, X)
-        return jnp.mean(jax.nn.logsumexp(z, axis=-1) - jnp.take_along_axis(z, y[:, None], 1)[:, 0])
+        return jax_cross_entropy(jax, jnp, net(theta, X), y)
 
-    def task(theta, Xs, ys, Xq, yq):
-        phi = theta
-        for _ in range(K):
-            phi = phi - alpha * jax.grad(loss)(phi, Xs, ys)
-        return loss(phi, Xq, yq)
-
-    def meta_loss(theta, *batch):
-        return jnp.mean(jax.vmap(task, in_axes=(None, 0, 0, 0, 0))(theta, *batch))
+    meta_loss = jax_meta_loss(jax, jnp, loss, K, alpha)
 
     def step_fn(theta, m, v, t, *batch):
         g = jax.grad(meta_loss)(theta, *batch)

@@ -112,12 +112,7 @@ def torch_impls(sizes, activation, head, K):
     def func(data):
         theta0, Xs, ys, Xq, yq = (torch.tensor(a) for a in data)
 
-        def task(theta, Xs, ys, Xq, yq):
-            phi = theta
-            for _ in range(K):
-                phi = phi - ALPHA * grad(loss)(phi, Xs, ys)
-            return loss(phi, Xq, yq)
-
+        task = torch_func_task(grad, loss, K, ALPHA)
         meta = grad(lambda th: vmap(task, in_dims=(None, 0, 0, 0, 0))(th, Xs, ys, Xq, yq).mean())
         return (lambda: meta(theta0)), lambda g: g.numpy()
 
@@ -140,6 +135,36 @@ def _jax_net(jnp, jax, sizes, activation):
     return net
 
 
+def torch_func_task(grad, loss, K, alpha):
+    """One task's meta-loss as a ``torch.func`` user writes it: ``K`` plain steps of
+    ``grad(loss)``, then the query loss (shared by conv.py)."""
+    def task(theta, Xs, ys, Xq, yq):
+        phi = theta
+        for _ in range(K):
+            phi = phi - alpha * grad(loss)(phi, Xs, ys)
+        return loss(phi, Xq, yq)
+    return task
+
+
+def jax_cross_entropy(jax, jnp, z, y):
+    """The mean cross-entropy of logits ``z (n, C)`` against labels ``y (n,)``, as in ``optax``."""
+    return jnp.mean(jax.nn.logsumexp(z, axis=-1) - jnp.take_along_axis(z, y[:, None], 1)[:, 0])
+
+
+def jax_meta_loss(jax, jnp, loss, K, alpha):
+    """The MAML meta-loss as a JAX user writes it: ``K`` plain steps of ``jax.grad(loss)`` per task,
+    the query loss at the end, ``vmap`` over the tasks and their mean (shared by conv.py)."""
+    def task(theta, Xs, ys, Xq, yq):
+        phi = theta
+        for _ in range(K):
+            phi = phi - alpha * jax.grad(loss)(phi, Xs, ys)
+        return loss(phi, Xq, yq)
+
+    def meta_loss(theta, *batch):
+        return jnp.mean(jax.vmap(task, in_axes=(None, 0, 0, 0, 0))(theta, *batch))
+    return meta_loss
+
+
 def jax_impl(sizes, activation, head, K):
     import jax
     import jax.numpy as jnp
@@ -148,18 +173,9 @@ def jax_impl(sizes, activation, head, K):
 
     def loss(theta, X, y):
         out = net(theta, X)
-        if head == "mse":
-            return jnp.mean((out - y) ** 2)
-        return jnp.mean(jax.nn.logsumexp(out, axis=-1) - jnp.take_along_axis(out, y[:, None], 1)[:, 0])
+        return jnp.mean((out - y) ** 2) if head == "mse" else jax_cross_entropy(jax, jnp, out, y)
 
-    def task(theta, Xs, ys, Xq, yq):
-        phi = theta
-        for _ in range(K):
-            phi = phi - ALPHA * jax.grad(loss)(phi, Xs, ys)
-        return loss(phi, Xq, yq)
-
-    def meta_loss(theta, *a):
-        return jnp.mean(jax.vmap(task, in_axes=(None, 0, 0, 0, 0))(theta, *a))
+    meta_loss = jax_meta_loss(jax, jnp, loss, K, ALPHA)
 
     def setup(data):
         f = jax.jit(jax.grad(meta_loss))

@@ -181,8 +181,8 @@ class SyntheticNWay(_Synthetic):
         return np.minimum((u > cdf).sum(axis=1), self.classes - 1).astype(np.int64)
 
 
-def load_digits_data():
-    """scikit-learn's bundled digits as ``(X (1797, 65), y (1797,))``: pixels / 16 and a ones column."""
+def _sklearn_digits():
+    """scikit-learn's bundled digits, ``(images (1797, 8, 8), labels (1797,))``, pixels 0..16."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -190,9 +190,15 @@ def load_digits_data():
             "the digits families need scikit-learn, which ships the data (no download): "
             "pip install 'refmaml[data]'"
         ) from None
-    X, y = load_digits(return_X_y=True)
-    X = np.concatenate([X / 16.0, np.ones((X.shape[0], 1))], axis=1)
-    return X, y.astype(np.int64)
+    data = load_digits()
+    return data.images, data.target.astype(np.int64)
+
+
+def load_digits_data():
+    """scikit-learn's bundled digits as ``(X (1797, 65), y (1797,))``: pixels / 16 and a ones column."""
+    images, y = _sklearn_digits()
+    X = images.reshape(images.shape[0], -1) / 16.0
+    return np.concatenate([X, np.ones((X.shape[0], 1))], axis=1), y
 
 
 class Digits(Family):
@@ -241,7 +247,20 @@ class Digits(Family):
         return self._X[rows], y, None
 
 
-class Sinusoid(Family):
+class _NetworkFamily(Family):
+    """A family whose ``model`` is a network object (not a registered name): its parameters are one
+    flat vector, and every method starts from PyTorch's default initialisation of the network."""
+
+    @property
+    def parameter_shape(self):
+        return (self.model.size,)
+
+    def initial(self, seed):
+        """PyTorch's default initialisation of the network, seeded (the model's ``init``)."""
+        return self.model.init(seed)
+
+
+class Sinusoid(_NetworkFamily):
     """(T13): ``y = A sin(x - phi)`` with ``A ~ U[0.1, 5]``, ``phi ~ U[0, pi]``, ``x ~ U[-5, 5]``
     (Finn, Abbeel and Levine 2017, section 5.1), learned by ``MLP((1,) + hidden + (1,), activation,
     "mse")``: 1-40-40-1 with ReLU by default. Held-out tasks are scored on ``eval_query`` query
@@ -258,14 +277,6 @@ class Sinusoid(Family):
         self.model = MLP((1,) + hidden + (1,), activation, "mse")
         self.hidden, self.activation = hidden, activation
         self.d, self.classes = 1, None
-
-    @property
-    def parameter_shape(self):
-        return (self.model.size,)
-
-    def initial(self, seed):
-        """PyTorch's default initialisation of the network, seeded (``MLP.init``)."""
-        return self.model.init(seed)
 
     def describe(self):
         return {"name": self.name, "model": repr(self.model), "d": 1, "classes": None, "seed": self.seed,
@@ -301,15 +312,8 @@ class Sinusoid(Family):
 def load_digit_images():
     """scikit-learn's bundled digits as images ``(X (1797, 1, 8, 8), y (1797,))``: pixels / 16 in
     ``[0, 1]``, one channel, rows top to bottom (no ones column)."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise ImportError(
-            "the digits families need scikit-learn, which ships the data (no download): "
-            "pip install 'refmaml[data]'"
-        ) from None
-    data = load_digits()
-    return (data.images / 16.0)[:, None, :, :].astype(np.float64), data.target.astype(np.int64)
+    images, y = _sklearn_digits()
+    return (images / 16.0)[:, None, :, :].astype(np.float64), y
 
 
 def image_class(digit, turns):
@@ -317,7 +321,7 @@ def image_class(digit, turns):
     return int(digit) + 10 * int(turns)
 
 
-class DigitImages(Family):
+class DigitImages(_NetworkFamily):
     """(T14): ``ways``-way ``n / ways``-shot image classification on the digits as ``(1, 8, 8)``
     images. With ``rotations`` (the default) each digit turned by ``k`` quarter turns
     (``np.rot90``, counterclockwise, ``k = 0..3``) is a class of its own, ``digit + 10 k``, as the
@@ -363,14 +367,6 @@ class DigitImages(Family):
         from .models import ConvNet
 
         return ConvNet(classes=self.classes, blocks=self.blocks, channels=self.channels, input_shape=(1, 8, 8))
-
-    @property
-    def parameter_shape(self):
-        return (self.model.size,)
-
-    def initial(self, seed):
-        """PyTorch's default initialisation of the network, seeded (``ConvNet.init``)."""
-        return self.model.init(seed)
 
     def describe(self):
         return {"name": self.name, "model": repr(self.model), "d": self.d, "input_shape": [1, 8, 8],
