@@ -20,7 +20,7 @@ import re
 import pytest
 
 import refmaml
-from refmaml import adam, check, costs, evaluate, maml, oracle, special, train, tutorial
+from refmaml import adam, check, costs, evaluate, figures, maml, oracle, special, train, tutorial
 from refmaml.models import MLP, Model, linear, logistic, softmax
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -105,6 +105,7 @@ PUBLIC_MATH = [
     linear.first_order_fixed_point, linear.pooled_optimum, linear.meta_optimum,
     costs.passes, costs.kept_points, costs.flops, costs.checkpointed_passes, costs.recomputed_passes,
     costs.checkpointed_primal, costs.recomputed_primal,
+    figures.unrolled_data, figures.landscape_data, figures.first_order_error_data, figures.batchnorm_coupling_data,
 ]
 
 
